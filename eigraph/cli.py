@@ -1,0 +1,233 @@
+"""The ``eigraph`` command line.
+
+Exit codes: 0 success (warnings allowed unless ``--strict``), 1 the model has errors,
+2 the command itself is wrong (unknown option, a path that does not exist, no model files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from eigraph import __version__
+from eigraph.diagnostics import error, render_github, render_json, render_text
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class _Usage(Exception):
+    pass
+
+
+def _color(stream) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    from eigraph.frontend.source import find_model_files
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = find_model_files(path)
+            if not found:
+                raise _Usage(f"no model files (.ei, .yaml, .yml) in folder '{raw}'")
+            files += found
+        elif not path.exists():
+            raise _Usage(f"no such file or folder: '{raw}'")
+        else:
+            files.append(path)
+    return files
+
+
+def cmd_validate(args) -> int:
+    from eigraph.model.load import check_path
+    from eigraph.summary import summarize
+
+    files = _expand(args.paths)
+    everything, sources, summaries = [], {}, []
+    for file in files:
+        model, found, texts = check_path(file)
+        sources.update(texts)
+        if args.strict:
+            found = [d.as_severity("error") for d in found]
+        everything += found
+        if args.summary and model is not None and not any(d.is_error for d in found):
+            summaries.append(summarize(model))
+    errors = sum(d.is_error for d in everything)
+    warnings = len(everything) - errors
+    if args.format == "json":
+        print(render_json(everything, [str(f) for f in files]))
+    elif args.format == "github":
+        if everything:
+            print(render_github(everything))
+        print(f"eigraph: {len(files)} file(s), {errors} error(s), {warnings} warning(s)")
+    else:
+        if everything:
+            print(render_text(everything, sources, color=_color(sys.stdout)))
+            print()
+        for text in summaries:
+            print(text)
+            print()
+        verdict = "ok" if not errors else "failed"
+        print(f"{verdict}: {len(files)} file(s) checked, {errors} error(s), {warnings} warning(s)")
+    if args.viz:
+        _validate_viz(args.viz, files, everything)
+    return EXIT_ERRORS if errors else EXIT_OK
+
+
+def _validate_viz(target: str, files: list[Path], diagnostics) -> None:
+    try:
+        from eigraph.viz import draw_with_findings  # issue 6 builds the drawing
+    except ImportError:
+        print("eigraph: --viz needs the drawing module, which this version does not have yet", file=sys.stderr)
+        return
+    draw_with_findings(files, diagnostics, target)
+
+
+def _read_document(path: str):
+    from eigraph.frontend.source import read_source
+    from eigraph.model.load import parse_source
+
+    source, problems = read_source(path)
+    if source is None:
+        return None, problems, {}
+    document, problems = parse_source(source)
+    return document, problems, {source.path: source.text}
+
+
+def cmd_convert(args) -> int:
+    from eigraph.fileio import atomic_write_text
+    from eigraph.frontend.emit import to_ei, to_yaml
+    from eigraph.frontend.source import decode_source
+    from eigraph.model.graph import signature
+    from eigraph.model.load import check_path, check_source
+
+    if not Path(args.model).exists():
+        raise _Usage(f"no such file: '{args.model}'")
+    target_kind = args.to
+    if args.output:
+        suffix = Path(args.output).suffix.lower()
+        kinds = {".ei": "ei", ".yaml": "yaml", ".yml": "yaml"}
+        if suffix not in kinds:
+            raise _Usage(f"cannot tell the output form from '{args.output}': name it .ei, .yaml or .yml")
+        target_kind = kinds[suffix]
+        if Path(args.output).exists() and not args.force:
+            raise _Usage(f"'{args.output}' exists; pass --force to replace it")
+    if target_kind is None:
+        target_kind = "ei" if str(args.model).lower().endswith((".yaml", ".yml")) else "yaml"
+    document, problems, sources = _read_document(args.model)
+    if document is None or any(d.is_error for d in problems):
+        print(render_text(problems, sources, color=_color(sys.stderr)), file=sys.stderr)
+        return EXIT_ERRORS
+    text = to_ei(document) if target_kind == "ei" else to_yaml(document)
+    # The converted text must describe the same graph: check it before writing anything.
+    original, found, _ = check_path(args.model)
+    if original is not None and not any(d.is_error for d in found):
+        name = str(Path(args.output).resolve() if args.output else Path(args.model).resolve().with_suffix(
+            ".ei" if target_kind == "ei" else ".yaml"))
+        source, _ = decode_source(name, text.encode("utf-8"))
+        converted, _ = check_source(source)
+        if converted is None or signature(converted.graph) != signature(original.graph):
+            print(f"eigraph: internal error: converting '{args.model}' changed the model; please report this",
+                  file=sys.stderr)
+            return EXIT_ERRORS
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    from eigraph.fileio import atomic_write_text
+    from eigraph.model.graph import to_graphml, to_json
+    from eigraph.model.load import check_path
+    from eigraph.summary import summarize
+
+    if not Path(args.model).exists():
+        raise _Usage(f"no such file: '{args.model}'")
+    model, found, sources = check_path(args.model)
+    if model is None or any(d.is_error for d in found):
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+        return EXIT_ERRORS
+    if found:
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+    text = {"json": to_json, "graphml": to_graphml}.get(args.format, lambda g: summarize(model))(model.graph)
+    if args.output:
+        if Path(args.output).exists() and not args.force:
+            raise _Usage(f"'{args.output}' exists; pass --force to replace it")
+        atomic_write_text(args.output, text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage errors: exit 2 with the usage line
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="eigraph", description="E/I rate networks with local learning rules.")
+    parser.add_argument("--version", action="version", version=f"eigraph {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check model files: Dale's law, cell types, structure, units, rules")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="model files or folders")
+    p.add_argument("--format", choices=("text", "json", "github"), default="text",
+                   help="text for people, json for tools, github for GitHub Actions annotations")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument("--summary", action="store_true", help="print a summary of each clean model's graph")
+    p.add_argument("--viz", metavar="FILE", help="also draw the model with the findings marked")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("convert", help="convert between the .ei form and the YAML twin")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", help="output file (.ei, .yaml or .yml); default: standard output")
+    p.add_argument("--to", choices=("ei", "yaml"), help="output form when writing to standard output")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("graph", help="print or export the population graph")
+    p.add_argument("model")
+    p.add_argument("--format", choices=("summary", "json", "graphml"), default="summary")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_graph)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except _Usage as exc:
+        print(f"eigraph {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("eigraph: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug of ours: say so plainly, without a traceback
+        where = error("X001", f"internal error: {type(exc).__name__}: {exc}", None,
+                      "this is a bug in eigraph; please report it with the model file "
+                      "(set EIGRAPH_DEBUG=1 for the traceback)")
+        if os.environ.get("EIGRAPH_DEBUG"):
+            raise
+        print(render_text([where]), file=sys.stderr)
+        return EXIT_ERRORS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

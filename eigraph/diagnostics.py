@@ -1,0 +1,187 @@
+"""Diagnostics: every finding eigraph reports about a model, with where it is and how to fix it.
+
+A :class:`Diagnostic` carries a stable code (``D201``), a severity, a message, the
+:class:`Span` of the text at fault and a hint. Renderers turn a list of them into text for a
+person (source line and caret), JSON for tools, or GitHub Actions annotations for CI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file. Lines and columns are 1-based; ``end_column`` is exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line if self.end_line is not None else self.line,
+            "end_column": self.end_column if self.end_column is not None else self.column + 1,
+        }
+
+    @staticmethod
+    def from_dict(data: dict) -> Span:
+        return Span(data["file"], data["line"], data["column"], data.get("end_line"), data.get("end_column"))
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding. ``code`` is stable across releases: scripts and docs may rely on it."""
+
+    code: str
+    severity: str
+    message: str
+    span: Span | None
+    hint: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def as_severity(self, severity: str) -> Diagnostic:
+        return replace(self, severity=severity)
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "hint": self.hint,
+            "notes": list(self.notes),
+            "span": self.span.to_dict() if self.span else None,
+        }
+
+
+class ModelError(Exception):
+    """Raised by the Python API when a model has errors; ``diagnostics`` holds all findings."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = list(diagnostics)
+        self.sources = sources or {}
+        super().__init__(render_text(self.diagnostics, self.sources, color=False))
+
+
+def error(code: str, message: str, span: Span | None, hint: str = "") -> Diagnostic:
+    return Diagnostic(code, ERROR, message, span, hint)
+
+
+def warning(code: str, message: str, span: Span | None, hint: str = "") -> Diagnostic:
+    return Diagnostic(code, WARNING, message, span, hint)
+
+
+def sort_key(diagnostic: Diagnostic) -> tuple:
+    span = diagnostic.span
+    if span is None:
+        return ("", 0, 0, diagnostic.code)
+    return (span.file, span.line, span.column, diagnostic.code)
+
+
+def _source_line(span: Span, sources: dict[str, str]) -> str | None:
+    text = sources.get(span.file)
+    if text is None:
+        try:
+            text = Path(span.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        sources[span.file] = text
+    lines = text.splitlines()
+    if 1 <= span.line <= len(lines):
+        return lines[span.line - 1]
+    return None
+
+
+def render_one(diagnostic: Diagnostic, sources: dict[str, str], color: bool = False) -> str:
+    red, yellow, blue, bold, reset = ("\033[31m", "\033[33m", "\033[34m", "\033[1m", "\033[0m") if color else ("",) * 5
+    tint = red if diagnostic.is_error else yellow
+    where = f"{diagnostic.span}: " if diagnostic.span else ""
+    out = [f"{bold}{where}{tint}{diagnostic.severity}[{diagnostic.code}]{reset}{bold}: {diagnostic.message}{reset}"]
+    span = diagnostic.span
+    if span is not None:
+        line = _source_line(span, sources)
+        if line is not None:
+            gutter = f"{span.line:>5} | "
+            shown = line.replace("\t", " ")
+            width = 1
+            if span.end_line in (None, span.line) and span.end_column and span.end_column > span.column:
+                width = span.end_column - span.column
+            width = max(1, min(width, max(1, len(shown) - span.column + 1)))
+            out.append(f"{blue}{gutter}{reset}{shown}")
+            out.append(f"{blue}{' ' * (len(gutter) - 2)}| {reset}{' ' * (span.column - 1)}{tint}{'^' * width}{reset}")
+    for note in diagnostic.notes:
+        out.append(f"  note: {note}")
+    if diagnostic.hint:
+        out.append(f"  {blue}hint{reset}: {diagnostic.hint}")
+    return "\n".join(out)
+
+
+def render_text(diagnostics: list[Diagnostic], sources: dict[str, str] | None = None, color: bool = False) -> str:
+    sources = {} if sources is None else sources
+    return "\n\n".join(render_one(d, sources, color) for d in diagnostics)
+
+
+def render_json(diagnostics: list[Diagnostic], files: list[str]) -> str:
+    errors = sum(d.is_error for d in diagnostics)
+    payload = {
+        "files": files,
+        "errors": errors,
+        "warnings": len(diagnostics) - errors,
+        "diagnostics": [d.to_dict() for d in diagnostics],
+    }
+    return json.dumps(payload, indent=2)
+
+
+def _github_escape(text: str, property_value: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def render_github(diagnostics: list[Diagnostic]) -> str:
+    """GitHub Actions workflow commands: ``::error file=F,line=L,col=C,title=CODE::message``."""
+    lines = []
+    for d in diagnostics:
+        level = "error" if d.is_error else "warning"
+        props = []
+        if d.span is not None:
+            props += [f"file={_github_escape(d.span.file, True)}", f"line={d.span.line}", f"col={d.span.column}"]
+            if d.span.end_line is not None:
+                props.append(f"endLine={d.span.end_line}")
+            if d.span.end_column is not None and d.span.end_line in (None, d.span.line):
+                props.append(f"endColumn={d.span.end_column}")
+        props.append(f"title={_github_escape(d.code, True)}")
+        message = d.message + (f" (hint: {d.hint})" if d.hint else "")
+        lines.append(f"::{level} {','.join(props)}::{_github_escape(message)}")
+    return "\n".join(lines)
+
+
+def suggest(name: str, candidates) -> str:
+    """A "did you mean" hint for an unknown name, or '' when nothing is close."""
+    import difflib
+
+    pool = sorted({c for c in candidates if c})
+    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in pool}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f"did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,286 @@
+"""The YAML front end: PyYAML's safe composer keeps every node's line and column.
+
+Values are either the language's own text (``init: "halfnormal(0.1)"``), parsed by the same
+grammar with spans placed inside the YAML file, or mappings (``init: {halfnormal: {sigma: 0.1}}``).
+Nothing is constructed by YAML itself: no tags, no Python objects.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from eigraph.diagnostics import Diagnostic, Span, error, suggest
+from eigraph.expr import ast as ex
+from eigraph.frontend import ast
+from eigraph.frontend.dsl import parse
+
+TOP_KEYS = ("network", "celltypes", "populations", "projections", "rules", "run")
+STRING_KEYS = ("file", "name")  # mapping-form arguments that are strings, not expressions
+MAX_NODES = 1_000_000
+
+
+class _Stop(Exception):
+    pass
+
+
+class _YamlReader:
+    def __init__(self, text: str, file: str):
+        self.text, self.file = text, file
+        self.problems: list[Diagnostic] = []
+        self.doc = ast.Document(file)
+        self.visited = 0
+
+    def span(self, node) -> Span:
+        start, end = node.start_mark, node.end_mark
+        return Span(self.file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+
+    def report(self, code, message, node_or_span, hint=""):
+        span = node_or_span if isinstance(node_or_span, Span) or node_or_span is None else self.span(node_or_span)
+        self.problems.append(error(code, message, span, hint))
+
+    # values ----------------------------------------------------------------------------------
+    def _tick(self):
+        self.visited += 1
+        if self.visited > MAX_NODES:
+            raise _Stop("the YAML expands to more than a million values (aliases?)")
+
+    def scalar_text(self, node, what: str) -> str | None:
+        if not isinstance(node, yaml.ScalarNode):
+            self.report("Y003", f"{what} must be a single value, not a {_kind(node)}", node, "")
+            return None
+        return node.value
+
+    def expr(self, node, string_like: bool = False) -> ex.Expr | None:
+        """A YAML node as an expression (text in the language, a sequence, or a call mapping)."""
+        self._tick()
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null", "Null", "NULL"):
+                self.report("Y004", "missing value", node, "write a value after the ':'")
+                return None
+            if string_like:
+                return ex.String(node.value, span=self.span(node))
+            return self.parse_scalar(node, "expr")
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.expr(item) for item in node.value]
+            if any(item is None for item in items):
+                return None
+            return ex.ListExpr(tuple(items), span=self.span(node))
+        if isinstance(node, yaml.MappingNode):
+            if len(node.value) != 1:
+                self.report("Y005", f"a call written as a mapping has one key (the function), got {len(node.value)}",
+                            node, "write {halfnormal: {sigma: 0.1}}, or the text form \"halfnormal(0.1)\"")
+                return None
+            key_node, args_node = node.value[0]
+            func = self.scalar_text(key_node, "a function name")
+            if func is None:
+                return None
+            args, kwargs = [], []
+            if isinstance(args_node, yaml.MappingNode):
+                for k_node, v_node in args_node.value:
+                    key = self.scalar_text(k_node, "an argument name")
+                    value = self.expr(v_node, string_like=key in STRING_KEYS)
+                    if key is None or value is None:
+                        return None
+                    kwargs.append(ex.Keyword(key, value, span=self.span(k_node)))
+            elif isinstance(args_node, yaml.SequenceNode):
+                for v_node in args_node.value:
+                    value = self.expr(v_node)
+                    if value is None:
+                        return None
+                    args.append(value)
+            elif not (args_node.tag == "tag:yaml.org,2002:null" and args_node.value in ("", "~", "null")):
+                value = self.expr(args_node, string_like=func in ("mask", "weights", "data"))
+                if value is None:
+                    return None
+                args.append(value)
+            return ex.Call(func, tuple(args), tuple(kwargs), func_span=self.span(key_node), span=self.span(node))
+        self.report("Y003", "unexpected YAML value", node, "")
+        return None
+
+    def offsets(self, node) -> tuple[int, int, int]:
+        mark = node.start_mark
+        if node.style in ('"', "'"):
+            return mark.line, mark.column + 1, mark.column + 1
+        if node.style in ("|", ">"):
+            lines = self.text.splitlines()
+            indent = 0
+            for line in lines[mark.line + 1:]:
+                if line.strip():
+                    indent = len(line) - len(line.lstrip(" "))
+                    break
+            return mark.line + 1, indent, indent
+        return mark.line, mark.column, mark.column
+
+    def parse_scalar(self, node, start: str):
+        result, problems = parse(node.value, self.file, start, self.offsets(node))
+        self.problems += problems
+        return result
+
+    # declarations ----------------------------------------------------------------------------
+    def mapping(self, node, what: str) -> list[tuple]:
+        if not isinstance(node, yaml.MappingNode):
+            self.report("Y002", f"{what} must be a mapping (key: value lines), not a {_kind(node)}", node, "")
+            return []
+        pairs = []
+        seen = {}
+        for key_node, value_node in node.value:
+            self._tick()
+            key = self.scalar_text(key_node, "a key")
+            if key is None:
+                continue
+            if key in seen:
+                self.report("N106", f"'{key}' appears twice in {what} (first on line {seen[key]})", key_node,
+                            "YAML keeps only one of them: remove the other")
+                continue
+            seen[key] = key_node.start_mark.line + 1
+            pairs.append((key, key_node, value_node))
+        return pairs
+
+    def settings(self, pairs, skip=()) -> list[ast.Setting]:
+        out = []
+        for key, key_node, value_node in pairs:
+            if key in skip:
+                continue
+            value = self.expr(value_node, string_like=key in STRING_KEYS)
+            if value is not None:
+                out.append(ast.Setting(key, value, span=self.span(key_node)))
+        return out
+
+    def read(self, root) -> ast.Document:
+        if root is None:
+            self.report("F005", f"'{self.file}' holds no YAML document", Span(self.file, 1, 1), "")
+            return self.doc
+        for key, key_node, value_node in self.mapping(root, "the model file"):
+            if key not in TOP_KEYS:
+                hint = suggest(key, TOP_KEYS) or f"top-level keys: {', '.join(TOP_KEYS)}"
+                self.report("N107", f"unknown top-level key '{key}'", key_node, hint)
+                continue
+            getattr(self, f"_{key}")(value_node)
+        return self.doc
+
+    def _network(self, node):
+        pairs = self.mapping(node, "network")
+        name = next((p for p in pairs if p[0] == "name"), None)
+        name_text = self.scalar_text(name[2], "the network name") if name else None
+        if name_text is not None and not name_text.isidentifier():
+            self.report("N109", f"'{name_text}' is not a valid network name", name[2], "use letters, digits and '_'")
+        span = self.span(name[2]) if name else self.span(node)
+        self.doc.network.append(ast.NetworkDecl(name_text or "model", self.settings(pairs, skip=("name",)), span=span))
+
+    def _celltypes(self, node):
+        for name, key_node, value_node in self.mapping(node, "celltypes"):
+            pairs = self.mapping(value_node, f"cell type '{name}'")
+            found = {k: (kn, vn) for k, kn, vn in pairs}
+            if "sign" not in found:
+                self.report("N110", f"cell type '{name}' needs a sign", key_node,
+                            "add 'sign: excitatory' (or inhibitory, unsigned)")
+                continue
+            sign = self.scalar_text(found["sign"][1], "sign")
+            role = self.scalar_text(found["role"][1], "role") if "role" in found else None
+            if sign is None:
+                continue
+            self.doc.celltypes.append(ast.CellTypeDecl(
+                name, sign, role, self.settings(pairs, skip=("sign", "role")), span=self.span(key_node),
+                sign_span=self.span(found["sign"][1]), role_span=self.span(found["role"][1]) if role else None))
+
+    def _populations(self, node):
+        for name, key_node, value_node in self.mapping(node, "populations"):
+            if not all(part.isidentifier() for part in name.split(".")):
+                self.report("N109", f"'{name}' is not a valid population name", key_node,
+                            "names are letters, digits and '_'; areas are written with dots: H1.E")
+                continue
+            pairs = self.mapping(value_node, f"population '{name}'")
+            found = {k: (kn, vn) for k, kn, vn in pairs}
+            missing = [k for k in ("celltype", "size") if k not in found]
+            if missing:
+                self.report("N110", f"population '{name}' needs {' and '.join(missing)}", key_node,
+                            "for example: {celltype: E, size: 80}")
+                continue
+            celltype = self.scalar_text(found["celltype"][1], "celltype")
+            size = self.expr(found["size"][1])
+            if celltype is None or size is None:
+                continue
+            area = name.rpartition(".")[0] or None
+            self.doc.populations.append(ast.PopulationDecl(
+                name, celltype, size, self.settings(pairs, skip=("celltype", "size")), span=self.span(key_node),
+                celltype_span=self.span(found["celltype"][1]), area=area))
+
+    def _projections(self, node):
+        if not isinstance(node, yaml.SequenceNode):
+            self.report("Y002", "projections must be a list (lines starting with '- ')", node, "")
+            return
+        for item in node.value:
+            pairs = self.mapping(item, "a projection")
+            found = {k: (kn, vn) for k, kn, vn in pairs}
+            missing = [k for k in ("source", "target") if k not in found]
+            if missing:
+                self.report("N110", f"a projection needs {' and '.join(missing)}", item,
+                            "for example: {source: E, target: I, connectivity: dense}")
+                continue
+            source = self.scalar_text(found["source"][1], "source")
+            target = self.scalar_text(found["target"][1], "target")
+            if "connectivity" in found:
+                connectivity = self.expr(found["connectivity"][1])
+            else:
+                connectivity = ex.Name(("dense",), span=self.span(item))
+            if source is None or target is None or connectivity is None:
+                continue
+            self.doc.projections.append(ast.ProjectionDecl(
+                source, target, connectivity, self.settings(pairs, skip=("source", "target", "connectivity")),
+                span=self.span(item), source_span=self.span(found["source"][1]),
+                target_span=self.span(found["target"][1])))
+
+    def _rules(self, node):
+        for name, key_node, value_node in self.mapping(node, "rules"):
+            pairs = self.mapping(value_node, f"rule '{name}'")
+            params, timing, timing_span, body = [], None, None, None
+            for key, k_node, v_node in pairs:
+                if key == "params":
+                    for p_name, p_key, p_value in self.mapping(v_node, f"the parameters of rule '{name}'"):
+                        is_null = isinstance(p_value, yaml.ScalarNode) and p_value.tag == "tag:yaml.org,2002:null"
+                        default = None if is_null else self.expr(p_value)
+                        params.append(ast.Param(p_name, default, span=self.span(p_key)))
+                elif key == "timing":
+                    timing = self.scalar_text(v_node, "timing")
+                    timing_span = self.span(v_node)
+                elif key == "body":
+                    if self.scalar_text(v_node, "a rule body") is not None:
+                        body = self.parse_scalar(v_node, "rule_body")
+                        if body is None:
+                            body = []
+                else:
+                    hint = suggest(key, ("params", "timing", "body")) or "a rule has params, timing and body"
+                    self.report("N107", f"unknown key '{key}' in rule '{name}'", k_node, hint)
+            if body is None:
+                self.report("N110", f"rule '{name}' needs a body", key_node, "body: |\n  dw = eta * pre * post")
+                continue
+            self.doc.rules.append(ast.RuleDecl(name, params, timing, body, span=self.span(key_node),
+                                               timing_span=timing_span))
+
+    def _run(self, node):
+        self.doc.runs.append(ast.RunDecl(self.settings(self.mapping(node, "run")), span=self.span(node)))
+
+
+def _kind(node) -> str:
+    return {yaml.ScalarNode: "value", yaml.SequenceNode: "list", yaml.MappingNode: "mapping"}.get(type(node), "node")
+
+
+def parse_yaml(text: str, file: str) -> tuple[ast.Document | None, list[Diagnostic]]:
+    """Parse the YAML twin into a :class:`~eigraph.frontend.ast.Document`."""
+    reader = _YamlReader(text, file)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = reader.read(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        return None, [error("Y001", f"YAML syntax error: {problem}", span,
+                            "check the indentation and the ':' after each key")]
+    except yaml.YAMLError as exc:
+        return None, [error("Y001", f"YAML error: {exc}", Span(file, 1, 1), "")]
+    except RecursionError:
+        return None, [error("Y006", "the YAML is nested too deeply", Span(file, 1, 1), "flatten the structure")]
+    except _Stop as exc:
+        return None, [error("Y006", str(exc), Span(file, 1, 1), "")]
+    return doc, reader.problems

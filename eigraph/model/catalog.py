@@ -1,0 +1,51 @@
+"""What the language knows by name: keys of each block, connectivities, distributions, tasks,
+rule symbols and functions. The resolver, the checks and the docs read these tables."""
+
+from __future__ import annotations
+
+NETWORK_KEYS = ("dt", "seed", "precision", "dale", "spectral_radius")
+POPULATION_KEYS = ("tau", "activation", "bias", "noise", "x0", "sign")
+CELLTYPE_EXTRA_KEYS = ("compartments",)  # plus COMPARTMENT_gain
+PROJECTION_KEYS = ("init", "delay", "learn", "bounds", "normalize", "gain", "autapses", "name")
+RUN_KEYS = ("task", "inputs", "targets", "trials", "batch", "steps", "record", "seed")
+
+# name -> (parameter names in order, number of required parameters)
+CONNECTIVITIES = {
+    "dense": ((), 0),
+    "sparse": (("p",), 1),
+    "fixed_in": (("k",), 1),
+    "one_to_one": ((), 0),
+    "mask": (("file",), 1),
+    "weights": (("file",), 1),
+}
+
+DISTRIBUTIONS = {
+    "constant": (("c",), 1),
+    "uniform": (("a", "b"), 2),
+    "normal": (("mu", "sigma"), 2),
+    "halfnormal": (("sigma",), 1),
+    "lognormal": (("mu", "sigma"), 2),
+    "gamma": (("k", "theta"), 2),
+}
+
+# Tasks of the run block: name -> {parameter: default}; a default of REQUIRED must be given.
+REQUIRED = object()
+TASKS = {
+    "digits": {},
+    "spirals": {"arms": 2},
+    "decision": {"coherences": [0.032, 0.064, 0.128, 0.256, 0.512]},
+    "context": {},
+    "forecast": {"signal": "sine"},
+    "data": {"file": REQUIRED},
+    "neurogym": {"name": REQUIRED},
+}
+
+# Rule bodies.
+RULE_SYMBOLS = ("pre", "post", "w", "target", "reward", "dt", "t")
+POST_STATE = ("x",)  # post.x
+RULE_FUNCTIONS = {  # name -> number of arguments
+    "exp": 1, "log": 1, "sqrt": 1, "abs": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "heaviside": 1,
+    "clip": 3, "min": 2, "max": 2, "mean": 1,
+}
+RULE_TIMINGS = ("step", "trial")
+WEIGHT_CHANGE = "dw"

@@ -1,0 +1,927 @@
+"""Source tree -> resolved model: names resolved, units normalised, prelude merged.
+
+The resolver reports what stops it from understanding a declaration (unknown names, wrong units,
+malformed values) and keeps going, so one run of ``eigraph validate`` shows every mistake.
+Semantic checks on the understood model (Dale's law, structure, numerics) live in
+:mod:`eigraph.check` and read the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+from eigraph.diagnostics import Diagnostic, Span, error, suggest, warning
+from eigraph.expr import ast as ex
+from eigraph.expr.evaluate import EvalError, Value, evaluate
+from eigraph.frontend import ast
+from eigraph.model import catalog, units
+from eigraph.model.spec import (
+    ACTIVATIONS,
+    PRECISIONS,
+    ROLES,
+    SIGNS,
+    CellType,
+    Model,
+    Network,
+    Population,
+    Projection,
+    Rule,
+    RunSpec,
+)
+
+PRELUDE_PATH = Path(__file__).with_name("prelude.ei")
+MAX_SIZE = 100_000_000
+DEFAULT_TAU = 10e-3
+
+
+@lru_cache(maxsize=1)
+def prelude_document() -> ast.Document:
+    from eigraph.frontend.dsl import parse_document
+
+    text = PRELUDE_PATH.read_text(encoding="utf-8")
+    doc, problems = parse_document(text, "<prelude>")
+    if doc is None or problems:  # the prelude is ours: a mistake in it is a bug, not a user error
+        raise RuntimeError(f"the eigraph prelude does not parse: {problems}")
+    return doc
+
+
+def prelude_text() -> str:
+    return PRELUDE_PATH.read_text(encoding="utf-8")
+
+
+class _Skip(Exception):
+    """A value could not be understood; its diagnostic is already recorded."""
+
+
+class Resolver:
+    def __init__(self, document: ast.Document):
+        self.doc = document
+        self.base = Path(document.path).resolve().parent if document.path and not document.path.startswith("<") else Path.cwd()
+        self.diagnostics: list[Diagnostic] = []
+        self.network = Network(name=Path(document.path).stem or "model")
+        self.celltypes: dict[str, CellType] = {}
+        self.populations: dict[str, Population] = {}
+        self.projections: dict[str, Projection] = {}
+        self.rules: dict[str, Rule] = {}
+        self.run_spec: RunSpec | None = None
+
+    # helpers ---------------------------------------------------------------------------------
+    def report(self, code: str, message: str, span: Span | None, hint: str = "", severity: str = "error"):
+        make = error if severity == "error" else warning
+        self.diagnostics.append(make(code, message, span, hint))
+
+    def _settings(self, settings: list[ast.Setting], allowed, where: str, extra_ok=lambda key: False) -> dict:
+        """Settings by key; reports unknown and repeated keys. Later settings replace earlier ones."""
+        found: dict[str, ast.Setting] = {}
+        for setting in settings:
+            if setting.key not in allowed and not extra_ok(setting.key):
+                hint = suggest(setting.key, allowed) or f"{where} takes: {', '.join(allowed)}"
+                self.report("N107", f"unknown key '{setting.key}' in {where}", setting.span, hint)
+                continue
+            found[setting.key] = setting
+        return found
+
+    def _no_repeats(self, settings: list[ast.Setting], where: str):
+        seen: dict[str, ast.Setting] = {}
+        for setting in settings:
+            if setting.key in seen:
+                first = seen[setting.key].span
+                line = f" (first set on line {first.line})" if first else ""
+                self.report("N106", f"'{setting.key}' is set twice in {where}{line}", setting.span,
+                            "remove one of them")
+            seen[setting.key] = setting
+
+    def _eval(self, expr: ex.Expr, env: dict | None = None) -> Value:
+        try:
+            return evaluate(expr, env)
+        except EvalError as exc:
+            self.report(exc.code, exc.message, exc.span or expr.span, exc.hint)
+            raise _Skip from None
+
+    def _number(self, expr: ex.Expr, what: str, env: dict | None = None) -> float:
+        value = self._eval(expr, env)
+        if not units.is_plain(value.dim):
+            self.report("U505", f"{what} must be a plain number, not {units.describe(value.dim)}", expr.span,
+                        "remove the unit")
+            raise _Skip
+        return value.magnitude
+
+    def _integer(self, expr: ex.Expr, what: str) -> int:
+        value = self._number(expr, what)
+        if value != int(value):
+            self.report("T412", f"{what} must be a whole number, got {ex.format_number(value)}", expr.span,
+                        "round it to a whole number")
+            raise _Skip
+        return int(value)
+
+    def _time(self, expr: ex.Expr, what: str, allowed=units.TIME_UNITS) -> tuple[float | None, float | None]:
+        """(seconds, steps): exactly one is set, from a quantity with a time unit."""
+        value = self._eval(expr, None)
+        if units.is_plain(value.dim):
+            self.report("U501", f"{what} needs a time unit", expr.span,
+                        f"write it with a unit: {', '.join(allowed)} (for example '{ex.to_text(expr)} ms')")
+            raise _Skip
+        key = units.dim_key(value.dim)
+        if key == (("s", 1),) and ("ms" in allowed or "s" in allowed):
+            return value.magnitude, None
+        if key == (("steps", 1),) and "steps" in allowed:
+            return None, value.magnitude
+        self.report("U505", f"{what} must be a time ({', '.join(allowed)}), not {units.describe(value.dim)}",
+                    expr.span, f"use one of: {', '.join(allowed)}")
+        raise _Skip
+
+    def _word(self, expr: ex.Expr, choices, what: str) -> str:
+        if isinstance(expr, ex.Name) and len(expr.parts) == 1 and expr.dotted in choices:
+            return expr.dotted
+        shown = ex.to_text(expr)
+        hint = suggest(shown, choices) if isinstance(expr, ex.Name) else ""
+        self.report("N109", f"'{shown}' is not a valid {what}", expr.span,
+                    (hint + " " if hint else "") + f"choose one of: {', '.join(choices)}")
+        raise _Skip
+
+    def _flag(self, expr: ex.Expr, what: str) -> bool:
+        word = self._word(expr, ("on", "off", "true", "false"), what)
+        return word in ("on", "true")
+
+    def _bind(self, call: ex.Expr, table: dict, what: str) -> tuple[str, dict[str, ex.Expr]]:
+        """Bind a Name or Call against a table of (parameter names, required count)."""
+        if isinstance(call, ex.Name) and len(call.parts) == 1:
+            name, args, kwargs, span = call.dotted, (), (), call.span
+        elif isinstance(call, ex.Call):
+            name, args, kwargs, span = call.func, call.args, call.kwargs, call.func_span or call.span
+        else:
+            self.report("N108", f"'{ex.to_text(call)}' is not a {what}", call.span,
+                        f"{what}s: {', '.join(table)}")
+            raise _Skip
+        if name not in table:
+            hint = suggest(name, table)
+            self.report("N108", f"unknown {what} '{name}'", span,
+                        (hint + " " if hint else "") + f"{what}s: {', '.join(table)}")
+            raise _Skip
+        params, required = table[name]
+        return name, self._bind_args(name, params, required, args, kwargs, call, what)
+
+    def _bind_args(self, name, params, required, args, kwargs, call, what) -> dict[str, ex.Expr]:
+        bound: dict[str, ex.Expr] = {}
+        signature = f"{name}({', '.join(params)})"
+        if len(args) > len(params):
+            self.report("N111", f"{what} '{name}' takes {len(params)} argument(s), got {len(args) + len(kwargs)}",
+                        args[len(params)].span, f"write {signature}")
+            raise _Skip
+        for param, arg in zip(params, args):
+            bound[param] = arg
+        for kw in kwargs:
+            if kw.name not in params:
+                hint = suggest(kw.name, params) or f"write {signature}"
+                self.report("N104", f"{what} '{name}' has no parameter '{kw.name}'", kw.span, hint)
+                raise _Skip
+            if kw.name in bound:
+                self.report("N106", f"parameter '{kw.name}' of '{name}' is given twice", kw.span, f"write {signature}")
+                raise _Skip
+            bound[kw.name] = kw.value
+        missing = [p for p in params[:required] if p not in bound]
+        if missing:
+            self.report("N111", f"{what} '{name}' needs {', '.join(missing)}", call.span, f"write {signature}")
+            raise _Skip
+        return bound
+
+    def _file(self, expr: ex.Expr, what: str) -> Path:
+        if not isinstance(expr, ex.String):
+            self.report("U505", f"{what} must be a file name in double quotes", expr.span,
+                        'for example: mask("mask.npy")')
+            raise _Skip
+        return (self.base / expr.value).resolve()
+
+    # declarations ----------------------------------------------------------------------------
+    def resolve(self) -> Model:
+        prelude = prelude_document()
+        self._network()
+        self._celltypes(prelude.celltypes, builtin=True)
+        self._celltypes(self.doc.celltypes, builtin=False)
+        self._rules(prelude.rules, builtin=True)
+        self._rules(self.doc.rules, builtin=False)
+        self._populations()
+        self._runs()
+        self._projections()
+        self._rule_uses()
+        return Model(self.doc.path, self.network, self.celltypes, self.populations, self.projections,
+                     self.rules, self.run_spec, self.doc, self.diagnostics)
+
+    def _network(self):
+        decls = self.doc.network
+        for extra in decls[1:]:
+            self.report("N106", f"a second network declaration ('{extra.name}')", extra.span,
+                        f"a model has one network block; the first is '{decls[0].name}' on line {decls[0].span.line}")
+        if not decls:
+            return
+        decl = decls[0]
+        net = self.network
+        net.name, net.span = decl.name, decl.span
+        self._no_repeats(decl.settings, "the network block")
+        settings = self._settings(decl.settings, catalog.NETWORK_KEYS, "the network block")
+        for key, setting in settings.items():
+            net.spans[key] = setting.value.span or setting.span
+            try:
+                if key == "dt":
+                    seconds, steps = self._time(setting.value, "dt", ("ms", "s"))
+                    if seconds <= 0:
+                        self.report("U507", "dt must be greater than 0", setting.value.span, "for example: dt = 1 ms")
+                    else:
+                        net.dt = seconds
+                elif key == "seed":
+                    seed = self._integer(setting.value, "seed")
+                    if not 0 <= seed < 2**32:
+                        self.report("T413", "seed must be between 0 and 2^32 - 1", setting.value.span, "")
+                    else:
+                        net.seed = seed
+                elif key == "precision":
+                    net.precision = self._word(setting.value, PRECISIONS, "precision")
+                elif key == "dale":
+                    net.dale = self._flag(setting.value, "value for dale")
+                elif key == "spectral_radius":
+                    radius = self._number(setting.value, "spectral_radius")
+                    if radius <= 0:
+                        self.report("U507", "spectral_radius must be greater than 0", setting.value.span,
+                                    "typical values are 0.8 to 1.5")
+                    else:
+                        net.spectral_radius = radius
+            except _Skip:
+                pass
+
+    def _celltypes(self, decls: list[ast.CellTypeDecl], builtin: bool):
+        declared: dict[str, ast.CellTypeDecl] = {}
+        for decl in decls:
+            if decl.name in declared:
+                first = declared[decl.name].span
+                self.report("N106", f"cell type '{decl.name}' is declared twice", decl.span,
+                            f"the first declaration is on line {first.line}; rename one of them")
+                continue
+            declared[decl.name] = decl
+            if decl.sign not in SIGNS:
+                hint = suggest(decl.sign, SIGNS)
+                self.report("N109", f"'{decl.sign}' is not a sign", decl.sign_span,
+                            (hint + " " if hint else "") + "a cell type is excitatory, inhibitory or unsigned")
+                continue
+            role = "hidden"
+            if decl.role is not None:
+                if decl.role not in ROLES:
+                    hint = suggest(decl.role, ROLES)
+                    self.report("N109", f"'{decl.role}' is not a role", decl.role_span,
+                                (hint + " " if hint else "") + "the role is input or readout, or nothing for hidden")
+                    continue
+                role = decl.role
+            self._no_repeats(decl.settings, f"cell type '{decl.name}'")
+            compartments: tuple[str, ...] = ()
+            gains: dict[str, float] = {}
+            defaults = []
+            for setting in decl.settings:
+                if setting.key == "compartments":
+                    compartments = self._compartments(setting)
+                elif setting.key.endswith("_gain"):
+                    try:
+                        gains[setting.key[: -len("_gain")]] = self._number(setting.value, setting.key)
+                    except _Skip:
+                        pass
+                else:
+                    defaults.append(setting)
+            self._settings(defaults, catalog.POPULATION_KEYS, f"cell type '{decl.name}'")
+            for comp, _gain in gains.items():
+                if comp not in compartments:
+                    span = next(s.span for s in decl.settings if s.key == f"{comp}_gain")
+                    hint = suggest(comp, compartments) or f"declare it: compartments = [{comp}]"
+                    self.report("C302", f"cell type '{decl.name}' has no compartment '{comp}'", span, hint)
+            defaults = [s for s in defaults if s.key in catalog.POPULATION_KEYS]
+            self.celltypes[decl.name] = CellType(decl.name, SIGNS[decl.sign], role, defaults, compartments,
+                                                 gains, builtin, decl.span)
+
+    def _compartments(self, setting: ast.Setting) -> tuple[str, ...]:
+        value = setting.value
+        items = value.items if isinstance(value, ex.ListExpr) else (value,)
+        names = []
+        for item in items:
+            if isinstance(item, ex.Name) and len(item.parts) == 1 and item.dotted not in ("soma", "x", "r"):
+                if item.dotted in names:
+                    self.report("N106", f"compartment '{item.dotted}' is listed twice", item.span, "")
+                names.append(item.dotted)
+            else:
+                self.report("N109", f"'{ex.to_text(item)}' is not a compartment name", item.span,
+                            "write compartments = [apical, basal]; soma, x and r are taken")
+        return tuple(dict.fromkeys(names))
+
+    def _rules(self, decls: list[ast.RuleDecl], builtin: bool):
+        from eigraph.frontend.emit import rule_text
+
+        declared: dict[str, ast.RuleDecl] = {}
+        for decl in decls:
+            if decl.name in declared:
+                self.report("N106", f"rule '{decl.name}' is declared twice", decl.span,
+                            f"the first declaration is on line {declared[decl.name].span.line}; rename one of them")
+                continue
+            declared[decl.name] = decl
+            params, spans = {}, {}
+            for param in decl.params:
+                if param.name in params or param.name in catalog.RULE_SYMBOLS:
+                    why = "is a rule symbol" if param.name in catalog.RULE_SYMBOLS else "is declared twice"
+                    self.report("R603", f"parameter '{param.name}' of rule '{decl.name}' {why}", param.span,
+                                "rename the parameter")
+                    continue
+                spans[param.name] = param.span
+                params[param.name] = None
+                if param.default is not None:
+                    try:
+                        params[param.name] = self._rule_value(decl.name, param.name, param.default)
+                    except _Skip:
+                        pass
+            timing = "step"
+            if decl.timing is not None:
+                if decl.timing not in catalog.RULE_TIMINGS:
+                    hint = suggest(decl.timing, catalog.RULE_TIMINGS)
+                    self.report("N109", f"'on {decl.timing}' is not a rule timing", decl.timing_span,
+                                (hint + " " if hint else "") + "write 'on step' (the default) or 'on trial'")
+                else:
+                    timing = decl.timing
+            self._check_rule_body(decl, params)
+            self.rules[decl.name] = Rule(decl.name, params, timing, decl.body, builtin, decl.span, spans,
+                                         rule_text(decl))
+
+    def _rule_value(self, rule: str, param: str, expr: ex.Expr):
+        """A rule argument: a number (SI units), or a name (``compartment = apical``)."""
+        if isinstance(expr, ex.Name) and len(expr.parts) == 1 and expr.dotted not in ("pi", "e"):
+            return expr.dotted
+        value = self._eval(expr)
+        if param.startswith("tau"):
+            if units.is_plain(value.dim):
+                self.report("U501", f"time constant '{param}' of rule '{rule}' needs a time unit", expr.span,
+                            f"write it with a unit: ms or s (for example '{ex.to_text(expr)} ms')")
+                raise _Skip
+            if units.dim_key(value.dim) != (("s", 1),):
+                self.report("U505", f"time constant '{param}' of rule '{rule}' must be a time in ms or s",
+                            expr.span, "use ms or s")
+                raise _Skip
+            if value.magnitude <= 0:
+                self.report("U507", f"time constant '{param}' must be greater than 0", expr.span, "")
+                raise _Skip
+        elif not units.is_plain(value.dim) and units.dim_key(value.dim) != (("s", 1),):
+            self.report("U505", f"parameter '{param}' of rule '{rule}' cannot be {units.describe(value.dim)}",
+                        expr.span, "use a plain number or a time")
+            raise _Skip
+        return value.magnitude
+
+    def _check_rule_body(self, decl: ast.RuleDecl, params: dict):
+        traces = {s.target: s for s in decl.body if s.kind == "ode"}
+        written: dict[str, ast.Statement] = {}
+        defined = set(params) | set(traces)
+        for statement in decl.body:
+            if statement.kind == "init":
+                if statement.target not in traces:
+                    hint = suggest(statement.target, traces) or "an initial value belongs to a trace: theta' = ..."
+                    self.report("R604", f"'{statement.target}(0)' sets the start of '{statement.target}', "
+                                        f"which is not a trace of rule '{decl.name}'", statement.span, hint)
+                if not (isinstance(statement.at, ex.Number) and statement.at.value == 0 and statement.at.unit is None):
+                    self.report("R606", "an initial value is written NAME(0) = VALUE", statement.at.span,
+                                f"write {statement.target}(0) = ...")
+                self._check_rule_expr(decl, statement.value, set(params), inits=True)
+                continue
+            target = statement.target
+            if target in catalog.RULE_SYMBOLS or target in params:
+                what = "a rule symbol" if target in catalog.RULE_SYMBOLS else "a parameter of the rule"
+                self.report("R603", f"'{target}' is {what} and cannot be assigned", statement.span,
+                            "give the temporary or trace another name")
+                continue
+            if statement.kind == "ode" and target == catalog.WEIGHT_CHANGE:
+                self.report("R603", "'dw' is the weight change, not a trace", statement.span,
+                            "write dw = ... (an increment per update)")
+                continue
+            if statement.kind == "ode" and statement.annotation not in (None, "shared"):
+                self.report("R605", f"unknown trace annotation ': {statement.annotation}'", statement.annotation_span,
+                            "the only annotation is ': shared' (one value for the whole batch)")
+            key = (statement.kind, target)
+            if target in written and (written[target].kind == statement.kind or target == catalog.WEIGHT_CHANGE):
+                first = written[target].span
+                self.report("R602", f"'{target}' is written twice in rule '{decl.name}' (first on line {first.line})",
+                            statement.span, "combine the two into one equation")
+                continue
+            if target in written or (statement.kind == "let" and target in traces):
+                self.report("R602", f"'{target}' is both a trace and a temporary in rule '{decl.name}'",
+                            statement.span, "give them different names")
+                continue
+            del key
+            self._check_rule_expr(decl, statement.value, defined)
+            written[target] = statement
+            if statement.kind == "let":
+                defined.add(target)
+        if catalog.WEIGHT_CHANGE not in written:
+            self.report("R601", f"rule '{decl.name}' never sets dw, the weight change", decl.span,
+                        "add a line: dw = ... (for example dw = eta * pre * post)")
+
+    def _check_rule_expr(self, decl: ast.RuleDecl, expr: ex.Expr, defined: set, inits: bool = False):
+        known = set(catalog.RULE_SYMBOLS) | defined
+        if inits:
+            known = set(defined)
+        for node in ex.walk(expr):
+            if isinstance(node, ex.Name):
+                if len(node.parts) == 1:
+                    if node.dotted not in known:
+                        later = [s for s in decl.body if s.kind == "let" and s.target == node.dotted]
+                        if later and not inits:
+                            hint = f"'{node.dotted}' is defined later, on line {later[0].span.line}: move it up"
+                        else:
+                            hint = suggest(node.dotted, known) or ("symbols: " + ", ".join(sorted(known)))
+                        where = "an initial value" if inits else f"rule '{decl.name}'"
+                        self.report("N105", f"unknown symbol '{node.dotted}' in {where}", node.span, hint)
+                elif node.parts[0] == "post" and len(node.parts) == 2 and not inits:
+                    continue  # post.x or post.COMPARTMENT: checked where the rule is used
+                else:
+                    self.report("N105", f"unknown symbol '{node.dotted}' in rule '{decl.name}'", node.span,
+                                "only post has state and compartments: post.x, post.COMPARTMENT")
+            elif isinstance(node, ex.Call):
+                if node.func not in catalog.RULE_FUNCTIONS:
+                    hint = suggest(node.func, catalog.RULE_FUNCTIONS)
+                    self.report("N108", f"unknown function '{node.func}' in rule '{decl.name}'",
+                                node.func_span or node.span,
+                                (hint + " " if hint else "") + "functions: " + ", ".join(catalog.RULE_FUNCTIONS))
+                    continue
+                want = catalog.RULE_FUNCTIONS[node.func]
+                if node.kwargs or len(node.args) != want:
+                    self.report("N111", f"'{node.func}' takes {want} argument(s)", node.span,
+                                "for example clip(x, 0, 1), min(a, b), mean(post)")
+                elif node.func == "mean" and not (isinstance(node.args[0], ex.Name)
+                                                  and node.args[0].dotted in ("pre", "post")):
+                    self.report("N111", "mean() takes pre or post: the population mean", node.args[0].span,
+                                "write mean(pre) or mean(post)")
+            elif isinstance(node, (ex.String, ex.ListExpr)):
+                self.report("U505", "a rule equation holds numbers, not strings or lists", node.span, "")
+            elif isinstance(node, ex.Number) and node.unit is not None:
+                try:
+                    evaluate(node)
+                except EvalError as exc:
+                    self.report(exc.code, exc.message, exc.span, exc.hint)
+
+    def _populations(self):
+        seen: dict[str, ast.PopulationDecl] = {}
+        for decl in self.doc.populations:
+            if decl.name in seen:
+                self.report("N106", f"population '{decl.name}' is declared twice", decl.span,
+                            f"the first declaration is on line {seen[decl.name].span.line}; rename one of them")
+                continue
+            seen[decl.name] = decl
+            celltype = self.celltypes.get(decl.celltype)
+            if celltype is None:
+                hint = suggest(decl.celltype, self.celltypes)
+                self.report("N102", f"unknown cell type '{decl.celltype}'", decl.celltype_span,
+                            (hint + " " if hint else "") + "declare it with: celltype NAME : excitatory|inhibitory|unsigned")
+                continue
+            try:
+                population = self._population(decl, celltype)
+            except _Skip:
+                continue
+            self.populations[decl.name] = population
+
+    def _population(self, decl: ast.PopulationDecl, celltype: CellType) -> Population:
+        self._no_repeats(decl.settings, f"population '{decl.name}'")
+        own = self._settings(decl.settings, catalog.POPULATION_KEYS, f"population '{decl.name}'")
+        merged = {s.key: s for s in celltype.defaults}
+        merged.update(own)
+        spans = {key: setting.value.span or setting.span for key, setting in merged.items()}
+        spans["size"] = decl.size.span or decl.span
+        size_value = self._eval(decl.size)
+        if not units.is_plain(size_value.dim) or size_value.magnitude != int(size_value.magnitude):
+            self.report("T401", f"the size of population '{decl.name}' must be a whole number of neurons",
+                        decl.size.span, "for example: E(80)")
+            raise _Skip
+        size = int(size_value.magnitude)
+        if size > MAX_SIZE:
+            self.report("T401", f"population '{decl.name}' has {size:,} neurons, more than eigraph's limit of "
+                                f"{MAX_SIZE:,}", decl.size.span, "is there a typo in the size?")
+            raise _Skip
+        role = celltype.role
+        sign = celltype.sign
+        sign_override = False
+        if "sign" in merged:
+            try:
+                word = self._word(merged["sign"].value, ("excitatory", "inhibitory"), "sign")
+                sign, sign_override = SIGNS[word], True
+            except _Skip:
+                pass
+        dt = self.network.dt
+        tau = tau_steps = None
+        alpha = 1.0
+        default_activation = "linear" if role in ("input", "readout") else "relu"
+        if role != "input":
+            if "tau" in merged:
+                try:
+                    tau, tau_steps = self._time(merged["tau"].value, f"tau of population '{decl.name}'")
+                except _Skip:
+                    tau = DEFAULT_TAU
+            else:
+                tau = DEFAULT_TAU
+            if tau is not None:
+                if tau <= 0:
+                    self.report("U507", f"tau of population '{decl.name}' must be greater than 0", spans.get("tau"), "")
+                    tau = DEFAULT_TAU
+                tau_steps = tau / dt if dt else None
+            elif tau_steps is not None:
+                if tau_steps < 1:
+                    self.report("U502", f"tau of population '{decl.name}' is {ex.format_number(tau_steps)} steps; "
+                                        "it must be at least 1 step", spans.get("tau"),
+                                "'tau = 1 steps' is the discrete update x = input")
+                    tau_steps = 1.0
+                tau = tau_steps * dt if dt else None
+            alpha = 1.0 / tau_steps if tau_steps else 1.0
+        activation = default_activation
+        if "activation" in merged:
+            try:
+                activation = self._word(merged["activation"].value, ACTIVATIONS, "activation")
+            except _Skip:
+                pass
+        bias = 0.0
+        if "bias" in merged:
+            try:
+                value = merged["bias"].value
+                if isinstance(value, ex.Call) and value.func in catalog.DISTRIBUTIONS:
+                    bias = self._distribution(value, {"fan_in": Value(1.0), "fan_out": Value(1.0)})
+                else:
+                    bias = self._number(value, "bias")
+            except _Skip:
+                pass
+        noise = x0 = 0.0
+        for key in ("noise", "x0"):
+            if key in merged:
+                try:
+                    number = self._number(merged[key].value, key)
+                    if key == "noise":
+                        noise = number
+                    else:
+                        x0 = number
+                except _Skip:
+                    pass
+        return Population(decl.name, celltype.name, sign, role, size, tau, tau_steps, alpha, activation, bias,
+                          noise, x0, decl.area, celltype.compartments, dict(celltype.compartment_gains),
+                          decl.span, spans, sign_override)
+
+    def _distribution(self, expr: ex.Expr, env: dict) -> dict:
+        name, bound = self._bind(expr, catalog.DISTRIBUTIONS, "distribution")
+        args = {key: self._number(value, f"argument '{key}' of {name}", env) for key, value in bound.items()}
+        return {"dist": name, "args": args, "text": ex.to_text(expr)}
+
+    def _runs(self):
+        decls = self.doc.runs
+        for extra in decls[1:]:
+            self.report("N106", "a second run block", extra.span, "a model has one run block; merge them")
+        if not decls:
+            return
+        decl = decls[0]
+        spec = RunSpec(span=decl.span)
+        self._no_repeats(decl.settings, "the run block")
+        settings = self._settings(decl.settings, catalog.RUN_KEYS, "the run block")
+        for key, setting in settings.items():
+            value = setting.value
+            spec.spans[key] = value.span or setting.span
+            try:
+                if key == "task":
+                    spec.task = self._task(value)
+                elif key in ("inputs", "targets"):
+                    items = value.items if isinstance(value, ex.ListExpr) else (value,)
+                    names = []
+                    for item in items:
+                        names.append(self._population_ref(item, f"{key} of the run block"))
+                    setattr(spec, key, names)
+                elif key == "record":
+                    items = value.items if isinstance(value, ex.ListExpr) else (value,)
+                    spec.record = [self._record_ref(item) for item in items]
+                elif key in ("trials", "batch", "steps", "seed"):
+                    number = self._integer(value, key)
+                    if number < (0 if key == "seed" else 1):
+                        self.report("T414", f"{key} must be at least {0 if key == 'seed' else 1}", value.span, "")
+                    else:
+                        setattr(spec, key, number)
+            except _Skip:
+                pass
+        self.run_spec = spec
+
+    def _task(self, expr: ex.Expr) -> dict:
+        table = {name: (tuple(params), sum(v is catalog.REQUIRED for v in params.values()))
+                 for name, params in catalog.TASKS.items()}
+        name, bound = self._bind(expr, table, "task")
+        args = {}
+        for key, default in catalog.TASKS[name].items():
+            if key not in bound:
+                args[key] = default
+                continue
+            value = bound[key]
+            if isinstance(value, ex.String):
+                args[key] = str((self.base / value.value).resolve()) if key == "file" else value.value
+            elif isinstance(value, ex.Name) and len(value.parts) == 1:
+                args[key] = value.dotted
+            elif isinstance(value, ex.ListExpr):
+                args[key] = [self._number(item, f"an item of '{key}'") for item in value.items]
+            else:
+                args[key] = self._number(value, f"task argument '{key}'")
+        return {"name": name, "args": args, "text": ex.to_text(expr)}
+
+    def _population_ref(self, item: ex.Expr, where: str, area: str | None = None) -> str:
+        if not isinstance(item, ex.Name):
+            self.report("N101", f"'{ex.to_text(item)}' is not a population name ({where})", item.span, "")
+            raise _Skip
+        name = self._lookup(item.dotted, area)
+        if name is None:
+            hint = suggest(item.dotted, self.populations)
+            self.report("N101", f"unknown population '{item.dotted}' in {where}", item.span,
+                        hint or "declare it with: population NAME : CELLTYPE(SIZE)")
+            raise _Skip
+        return name
+
+    def _record_ref(self, item: ex.Expr) -> str:
+        if isinstance(item, ex.Name) and len(item.parts) >= 2 and item.parts[-1] in ("r", "x"):
+            population = self._population_ref(ex.Name(item.parts[:-1], span=item.span), "record")
+            return f"{population}.{item.parts[-1]}"
+        self.report("N101", f"'{ex.to_text(item)}' is not a recordable variable", item.span,
+                    "record POP.r (rates) or POP.x (states), for example record = [E.r, I.r]")
+        raise _Skip
+
+    def _lookup(self, name: str, area: str | None) -> str | None:
+        """Resolve a population name written inside ``area``: innermost area first, then outwards."""
+        scope = area
+        while scope:
+            candidate = f"{scope}.{name}"
+            if candidate in self.populations:
+                return candidate
+            scope = scope.rpartition(".")[0] or None
+        return name if name in self.populations else None
+
+    def _projections(self):
+        first_by_name: dict[str, ast.ProjectionDecl] = {}
+        for decl in self.doc.projections:
+            try:
+                projection = self._projection(decl)
+            except _Skip:
+                continue
+            if projection.name in first_by_name:
+                first = first_by_name[projection.name]
+                self.report("N106", f"a second projection named '{projection.name}' (first on line {first.span.line})",
+                            decl.span, 'several projections between one pair need different names: add name = "..."')
+                continue
+            first_by_name[projection.name] = decl
+            self.projections[projection.name] = projection
+
+    def _target(self, decl: ast.ProjectionDecl) -> tuple[str, str | None]:
+        name = self._lookup(decl.target, decl.area)
+        if name is not None:
+            return name, None
+        head, _, compartment = decl.target.rpartition(".")
+        if head:
+            population = self._lookup(head, decl.area)
+            if population is not None:
+                return population, compartment
+        hint = suggest(decl.target, self.populations)
+        self.report("N101", f"unknown population '{decl.target}'", decl.target_span,
+                    hint or "declare it with: population NAME : CELLTYPE(SIZE)")
+        raise _Skip
+
+    def _projection(self, decl: ast.ProjectionDecl) -> Projection:
+        source = self._lookup(decl.source, decl.area)
+        if source is None:
+            hint = suggest(decl.source, self.populations)
+            self.report("N101", f"unknown population '{decl.source}'", decl.source_span,
+                        hint or "declare it with: population NAME : CELLTYPE(SIZE)")
+            target_ok = True
+            try:
+                self._target(decl)
+            except _Skip:
+                target_ok = False
+            del target_ok
+            raise _Skip
+        target, compartment = self._target(decl)
+        pre, post = self.populations[source], self.populations[target]
+        spans = {"source": decl.source_span, "target": decl.target_span, "connectivity": decl.connectivity.span}
+        if compartment is not None and compartment not in post.compartments:
+            hint = suggest(compartment, post.compartments)
+            have = ", ".join(post.compartments) if post.compartments else "none"
+            self.report("C302", f"population '{target}' (cell type {post.celltype}) has no compartment '{compartment}'",
+                        decl.target_span, (hint + " " if hint else "") +
+                        f"its compartments: {have}; declare them in the cell type: compartments = [{compartment}]")
+            raise _Skip
+        self._no_repeats(decl.settings, "a projection")
+        settings = self._settings(decl.settings, catalog.PROJECTION_KEYS, f"projection {decl.source} -> {decl.target}")
+        for key, setting in settings.items():
+            spans[key] = setting.value.span or setting.span
+        name = f"{source}->{target}" + (f".{compartment}" if compartment else "")
+        if "name" in settings:
+            value = settings["name"].value
+            if isinstance(value, ex.String) and value.value.strip():
+                name = value.value
+            else:
+                self.report("U505", 'a projection name is a non-empty string: name = "E->E slow"', value.span, "")
+                raise _Skip
+        autapses = False
+        if "autapses" in settings:
+            try:
+                autapses = self._flag(settings["autapses"].value, "value for autapses")
+            except _Skip:
+                pass
+        connectivity = self._connectivity(decl.connectivity, pre, post, source == target and not autapses)
+        fan_in, fan_out = connectivity.pop("fan_in"), connectivity.pop("fan_out")
+        env = {"fan_in": Value(float(fan_in)), "fan_out": Value(float(fan_out))}
+        init = None
+        if "init" in settings:
+            if connectivity["kind"] == "weights":
+                self.report("N112", "init cannot be combined with weights(file): the file gives the initial weights",
+                            spans["init"], "remove init, or use mask(file) with init")
+            else:
+                try:
+                    init = self._distribution(settings["init"].value, env)
+                except _Skip:
+                    pass
+        elif connectivity["kind"] != "weights":
+            init = self._default_init(pre, env)
+        delay, delay_time = (0 if pre.role == "input" else 1), None
+        if "delay" in settings:
+            try:
+                seconds, steps = self._time(settings["delay"].value, "delay")
+                if seconds is not None:
+                    delay_time = seconds
+                    steps = seconds / self.network.dt if self.network.dt else None
+                if steps is not None:
+                    delay = round(steps) if math.isfinite(steps) and steps >= 0 else -1
+                    connectivity["delay_steps_exact"] = steps
+            except _Skip:
+                pass
+        learn = None
+        if "learn" in settings:
+            try:
+                learn = self._learn(settings["learn"].value)
+            except _Skip:
+                pass
+        bounds = None
+        if "bounds" in settings:
+            bounds = self._bounds(settings["bounds"].value)
+        normalize = None
+        if "normalize" in settings:
+            try:
+                normalize = self._number(settings["normalize"].value, "normalize")
+                if normalize <= 0:
+                    self.report("U507", "normalize (the row sum) must be greater than 0", spans["normalize"], "")
+                    normalize = None
+            except _Skip:
+                pass
+        gain = 1.0
+        if "gain" in settings:
+            try:
+                gain = self._number(settings["gain"].value, "gain")
+            except _Skip:
+                pass
+        return Projection(name, source, target, compartment, connectivity, init, delay, delay_time, learn, bounds,
+                          normalize, gain, autapses, float(fan_in), float(fan_out), decl.span, spans)
+
+    def _default_init(self, pre: Population, env: dict) -> dict:
+        sigma = 1.0 / math.sqrt(max(env["fan_in"].magnitude, 1.0))
+        if pre.sign != 0:
+            return {"dist": "halfnormal", "args": {"sigma": sigma}, "text": "halfnormal(1 / sqrt(fan_in))",
+                    "default": True}
+        return {"dist": "normal", "args": {"mu": 0.0, "sigma": sigma}, "text": "normal(0, 1 / sqrt(fan_in))",
+                "default": True}
+
+    def _connectivity(self, expr: ex.Expr, pre: Population, post: Population, no_self: bool) -> dict:
+        try:
+            kind, bound = self._bind(expr, catalog.CONNECTIVITIES, "connectivity")
+        except _Skip:
+            return {"kind": "dense", "invalid": True, "fan_in": pre.size, "fan_out": post.size}
+        n_pre = pre.size - (1 if no_self else 0)
+        n_post = post.size - (1 if no_self else 0)
+        out = {"kind": kind, "text": ex.to_text(expr)}
+        fan_in, fan_out = max(n_pre, 0), max(n_post, 0)
+        try:
+            if kind == "sparse":
+                p = self._number(bound["p"], "p")
+                out["p"] = p
+                fan_in, fan_out = p * n_pre, p * n_post
+            elif kind == "fixed_in":
+                k = self._integer(bound["k"], "k")
+                out["k"] = k
+                fan_in, fan_out = k, k * post.size / max(pre.size, 1)
+            elif kind == "one_to_one":
+                fan_in = fan_out = 1
+            elif kind in ("mask", "weights"):
+                path = self._file(bound["file"], f"the file of {kind}(...)")
+                out["file"] = str(path)
+                out.update(_inspect_array(path))
+                if "rows_nonzero_mean" in out:
+                    fan_in, fan_out = out["rows_nonzero_mean"], out["cols_nonzero_mean"]
+        except _Skip:
+            out["invalid"] = True
+        out["fan_in"], out["fan_out"] = fan_in, fan_out
+        return out
+
+    def _learn(self, expr: ex.Expr) -> dict:
+        if isinstance(expr, ex.Name) and len(expr.parts) == 1:
+            name, args, kwargs, span = expr.dotted, (), (), expr.span
+        elif isinstance(expr, ex.Call):
+            name, args, kwargs, span = expr.func, expr.args, expr.kwargs, expr.func_span or expr.span
+        else:
+            self.report("N103", f"'{ex.to_text(expr)}' is not a learning rule", expr.span,
+                        "write learn = RULE(param = value, ...)")
+            raise _Skip
+        rule = self.rules.get(name)
+        if rule is None:
+            hint = suggest(name, self.rules)
+            self.report("N103", f"unknown rule '{name}'", span,
+                        (hint + " " if hint else "") + "built-in rules: " +
+                        ", ".join(r for r, spec in self.rules.items() if spec.builtin))
+            raise _Skip
+        params = tuple(rule.params)
+        bound = self._bind_args(name, params, 0, args, kwargs, expr, "rule")
+        values = dict(rule.params)
+        for key, value in bound.items():
+            values[key] = self._rule_value(name, key, value)
+        missing = [key for key, value in values.items() if value is None]
+        if missing:
+            self.report("R607", f"rule '{name}' needs a value for {', '.join(missing)}", expr.span,
+                        f"write learn = {name}({', '.join(f'{m} = ...' for m in missing)})")
+            raise _Skip
+        return {"rule": name, "args": values, "text": ex.to_text(expr)}
+
+    def _bounds(self, expr: ex.Expr):
+        if not (isinstance(expr, ex.ListExpr) and len(expr.items) == 2):
+            self.report("U505", "bounds are written [lo, hi]", expr.span, "for example: bounds = [0, 1]")
+            return None
+        try:
+            lo, hi = (self._number(item, "a bound") for item in expr.items)
+        except _Skip:
+            return None
+        if not lo < hi:
+            self.report("U509", f"the lower bound ({ex.format_number(lo)}) must be below the upper "
+                                f"({ex.format_number(hi)})", expr.span, "write bounds = [lo, hi] with lo < hi")
+            return None
+        return (lo, hi)
+
+    def _rule_uses(self):
+        """Per projection: compartments and targets the rule reads must exist for its post population."""
+        targets = set(self.run_spec.targets) if self.run_spec else set()
+        for projection in self.projections.values():
+            if projection.learn is None:
+                continue
+            rule = self.rules[projection.learn["rule"]]
+            post = self.populations[projection.target]
+            span = projection.spans.get("learn")
+            for statement in rule.statements:
+                for node in ex.walk(statement.value):
+                    if not isinstance(node, ex.Name):
+                        continue
+                    if node.dotted == "target" and projection.target not in targets:
+                        self.report("C303", f"rule '{rule.name}' on {projection.name} reads 'target', but population "
+                                            f"'{projection.target}' gets no target", span,
+                                    f"add it to the run block: targets = {projection.target}")
+                        targets.add(projection.target)  # once per population
+                    if len(node.parts) == 2 and node.parts[0] == "post" and node.parts[1] not in catalog.POST_STATE:
+                        compartment = node.parts[1]
+                        value = projection.learn["args"].get(compartment)
+                        if isinstance(value, str):
+                            compartment = value
+                        if compartment not in post.compartments:
+                            have = ", ".join(post.compartments) or "none"
+                            self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
+                                                f"'{projection.target}' has no compartment '{compartment}'", span,
+                                        f"its compartments: {have}")
+
+
+def _inspect_array(path: Path) -> dict:
+    """Shape and value facts about a mask/weights file, for the checks (the array is not kept)."""
+    import numpy as np
+
+    info: dict = {}
+    if not path.exists():
+        info["missing"] = True
+        return info
+    try:
+        array = np.load(path, allow_pickle=False)
+        if isinstance(array, np.lib.npyio.NpzFile):
+            keys = list(array.keys())
+            array = array[keys[0]] if len(keys) == 1 else None
+            if array is None:
+                info["unreadable"] = "an .npz with more than one array; save one array with numpy.save"
+                return info
+    except (OSError, ValueError, EOFError) as exc:
+        info["unreadable"] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return info
+    info["shape"] = tuple(int(n) for n in array.shape)
+    info["dtype"] = str(array.dtype)
+    if array.dtype.kind not in "biuf":
+        info["unreadable"] = f"values of type {array.dtype} are not numbers"
+        return info
+    values = array.astype(np.float64, copy=False)
+    info["nan"] = bool(np.isnan(values).any() or np.isinf(values).any())
+    finite = values[np.isfinite(values)]
+    info["negative"] = bool((finite < 0).any())
+    info["positive"] = bool((finite > 0).any())
+    info["binary"] = bool(np.isin(finite, (0.0, 1.0)).all())
+    if array.ndim == 2:
+        nonzero = np.nan_to_num(values) != 0
+        info["rows_nonzero_mean"] = float(nonzero.sum(axis=1).mean()) if array.shape[0] else 0.0
+        info["cols_nonzero_mean"] = float(nonzero.sum(axis=0).mean()) if array.shape[1] else 0.0
+    return info
+
+
+def resolve(document: ast.Document) -> Model:
+    return Resolver(document).resolve()

@@ -1,0 +1,144 @@
+"""The resolved model: names resolved, units normalised (times in seconds), prelude merged.
+
+These dataclasses are what :mod:`eigraph.model.graph` turns into the networkx graph; the graph
+is what the checks, the drawing and the compiler read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eigraph.diagnostics import Span
+from eigraph.frontend import ast
+
+SIGNS = {"excitatory": 1, "inhibitory": -1, "unsigned": 0}
+SIGN_NAMES = {1: "excitatory", -1: "inhibitory", 0: "unsigned"}
+ROLES = ("input", "readout")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "linear", "clip01", "softmax")
+PRECISIONS = ("float32", "float64")
+
+
+@dataclass
+class Network:
+    name: str
+    dt: float | None = None  # seconds
+    seed: int = 0
+    precision: str = "float32"
+    dale: bool = True
+    spectral_radius: float | None = None
+    span: Span | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+
+
+@dataclass
+class CellType:
+    name: str
+    sign: int
+    role: str  # "hidden", "input" or "readout"
+    defaults: list[ast.Setting]
+    compartments: tuple[str, ...] = ()
+    compartment_gains: dict[str, float] = field(default_factory=dict)
+    builtin: bool = False
+    span: Span | None = None
+
+
+@dataclass
+class Population:
+    name: str
+    celltype: str
+    sign: int
+    role: str
+    size: int
+    tau: float | None  # seconds; None for input populations or tau in steps without dt
+    tau_steps: float | None  # tau / dt
+    alpha: float  # dt / tau, the Euler factor; 1.0 is a discrete population
+    activation: str
+    bias: Any  # a number, or an init distribution {"dist": ..., "args": {...}}
+    noise: float
+    x0: float
+    area: str | None
+    compartments: tuple[str, ...]
+    compartment_gains: dict[str, float]
+    span: Span | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+    sign_override: bool = False
+
+    @property
+    def discrete(self) -> bool:
+        return self.alpha == 1.0
+
+
+@dataclass
+class Projection:
+    name: str
+    source: str
+    target: str
+    target_compartment: str | None  # None: the soma
+    connectivity: dict  # {"kind": "dense"|"sparse"|"fixed_in"|"one_to_one"|"mask"|"weights", ...}
+    init: dict | None  # {"dist": ..., "args": {...}, "text": ...}; None with weights(file)
+    delay: int  # steps
+    delay_time: float | None  # seconds, as written (None when written in steps without dt)
+    learn: dict | None  # {"rule": name, "args": {...}, "text": ...}
+    bounds: tuple[float, float] | None
+    normalize: float | None
+    gain: float
+    autapses: bool
+    fan_in: float
+    fan_out: float
+    span: Span | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+
+
+@dataclass
+class Rule:
+    name: str
+    params: dict[str, Any]  # name -> default: a number (SI units) or a name (str)
+    timing: str  # "step" or "trial"
+    statements: list[ast.Statement]
+    builtin: bool = False
+    span: Span | None = None
+    param_spans: dict[str, Span] = field(default_factory=dict)
+    text: str = ""  # the rule as eigraph source
+
+    @property
+    def traces(self) -> list[str]:
+        return [s.target for s in self.statements if s.kind == "ode"]
+
+
+@dataclass
+class RunSpec:
+    task: dict | None = None  # {"name": ..., "args": {...}, "text": ...}
+    inputs: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    trials: int | None = None
+    batch: int | None = None
+    steps: int | None = None
+    record: list[str] = field(default_factory=list)
+    seed: int | None = None
+    span: Span | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+
+
+@dataclass
+class Model:
+    """A resolved, checked model. ``graph`` is the networkx population graph (see docs/graph.md)."""
+
+    path: str
+    network: Network
+    celltypes: dict[str, CellType]
+    populations: dict[str, Population]
+    projections: dict[str, Projection]
+    rules: dict[str, Rule]
+    run: RunSpec | None
+    document: ast.Document
+    diagnostics: list = field(default_factory=list)
+    graph: Any = None
+
+    @property
+    def errors(self):
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self):
+        return [d for d in self.diagnostics if not d.is_error]

@@ -1,0 +1,62 @@
+"""A plain-text summary of a model's graph, for people (``eigraph graph --format summary``)."""
+
+from __future__ import annotations
+
+from eigraph.expr.ast import format_number
+
+
+def _ms(seconds) -> str:
+    return "-" if seconds is None else format_number(round(seconds * 1e3, 6)) + " ms"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def summarize(model) -> str:
+    graph = model.graph
+    net = model.network
+    synapses = sum(e["expected_synapses"] for *_, e in graph.edges(data=True))
+    neurons = sum(d["size"] for _, d in graph.nodes(data=True))
+    lines = [
+        f"network {net.name} ({model.path})",
+        f"  dt = {_ms(net.dt)}, seed = {net.seed}, precision = {net.precision}, "
+        f"Dale's law {'on' if net.dale else 'off'}"
+        + (f", spectral radius {format_number(net.spectral_radius)}" if net.spectral_radius else ""),
+        f"  {graph.number_of_nodes()} populations, {neurons:,} neurons, {graph.number_of_edges()} projections, "
+        f"~{round(synapses):,} synapses",
+        "",
+        "populations:",
+    ]
+    rows = [["name", "cell type", "sign", "role", "size", "tau", "activation", "noise"]]
+    for name, d in graph.nodes(data=True):
+        tau = "-" if d["role"] == "input" else (f"{format_number(d['tau_steps'])} steps" if d["discrete"] else _ms(d["tau"]))
+        rows.append([name, d["celltype"], d["sign_name"], d["role"], str(d["size"]), tau, d["activation"],
+                     format_number(d["noise"])])
+    lines += _table(rows)
+    if graph.number_of_edges():
+        lines += ["", "projections:"]
+        rows = [["name", "connectivity", "fan-in", "init", "delay", "learn"]]
+        for _, _, key, e in graph.edges(keys=True, data=True):
+            init = e["init"]["text"] if e["init"] else "from file"
+            learn = e["learn"]["text"] if e["learn"] else "-"
+            rows.append([key, e["connectivity"].get("text", e["connectivity"]["kind"]), format_number(round(e["fan_in"], 2)),
+                         init, f"{e['delay']} steps", learn])
+        lines += _table(rows)
+    plastic_rules = sorted({e["learn"]["rule"] for *_, e in graph.edges(data=True) if e["learn"]})
+    if plastic_rules:
+        lines += ["", "rules in use:"]
+        for rule in plastic_rules:
+            spec = graph.graph["rules"][rule]
+            lines.append(f"  {rule}: " + "; ".join(spec["equations"]))
+    if model.run is not None:
+        run = model.run
+        lines += ["", "run:"]
+        if run.task:
+            lines.append(f"  task {run.task['text']}, inputs {', '.join(run.inputs) or '-'}, "
+                         f"targets {', '.join(run.targets) or '-'}")
+        extras = [f"{k} {getattr(run, k)}" for k in ("trials", "batch", "steps", "seed") if getattr(run, k) is not None]
+        if extras:
+            lines.append("  " + ", ".join(extras))
+    return "\n".join(lines)
