@@ -31,7 +31,12 @@ def summarize(model) -> str:
     ]
     rows = [["name", "cell type", "sign", "role", "size", "tau", "activation", "noise"]]
     for name, d in graph.nodes(data=True):
-        tau = "-" if d["role"] == "input" else (f"{format_number(d['tau_steps'])} steps" if d["discrete"] else _ms(d["tau"]))
+        if d["role"] == "input":
+            tau = "-"
+        elif d["tau"] is None or d["discrete"]:
+            tau = f"{format_number(d['tau_steps'])} steps"
+        else:
+            tau = _ms(d["tau"])
         rows.append([name, d["celltype"], d["sign_name"], d["role"], str(d["size"]), tau, d["activation"],
                      format_number(d["noise"])])
     lines += _table(rows)
@@ -57,6 +62,8 @@ def summarize(model) -> str:
             lines.append(f"  task {run.task['text']}, inputs {', '.join(run.inputs) or '-'}, "
                          f"targets {', '.join(run.targets) or '-'}")
         extras = [f"{k} {getattr(run, k)}" for k in ("trials", "batch", "steps", "seed") if getattr(run, k) is not None]
+        if run.record:
+            extras.append("record " + ", ".join(run.record))
         if extras:
             lines.append("  " + ", ".join(extras))
     return "\n".join(lines)

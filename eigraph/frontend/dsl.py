@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark import Lark, Token, Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 
 from eigraph.diagnostics import Diagnostic, Span, error
@@ -85,7 +85,7 @@ def _parser() -> tuple[Lark, _PostLexer]:
         grammar_text(),
         parser="lalr",
         start=["start", "expr", "rule_body"],
-        propagate_positions=True,
+        propagate_positions=False,
         maybe_placeholders=True,
         postlex=post,
     )
@@ -117,57 +117,59 @@ class _Build(Transformer_NonRecursive):
         self.offsets = offsets
         self.problems: list[Diagnostic] = []
 
-    # spans -----------------------------------------------------------------------------------
-    def _span(self, meta) -> Span | None:
-        if getattr(meta, "empty", True):
-            return None
-        line, col = _shift(meta.line, meta.column, self.offsets)
-        end_line, end_col = _shift(meta.end_line, meta.end_column, self.offsets)
-        return Span(self.file, line, col, end_line, end_col)
-
+    # spans: from tokens (lark's propagate_positions doubles the parse time) ---------------------
     def _tspan(self, token: Token) -> Span:
         return _tok_span(self.file, token, self.offsets)
 
+    def _span_of(self, item) -> Span | None:
+        if isinstance(item, Token):
+            return self._tspan(item)
+        if isinstance(item, tuple):  # a dotted name: (parts, span)
+            return item[1]
+        if isinstance(item, ex.Keyword):
+            return _merge(item.span, item.value.span)
+        return getattr(item, "span", None)
+
+    def _between(self, first, last) -> Span | None:
+        return _merge(self._span_of(first), self._span_of(last))
+
     # expressions -----------------------------------------------------------------------------
-    @v_args(meta=True)
-    def number(self, meta, children):
+    def number(self, children):
         (tok,) = children
-        return ex.Number(float(tok), None, text=str(tok), span=self._span(meta))
+        return ex.Number(float(tok), None, text=str(tok), span=self._tspan(tok))
 
-    @v_args(meta=True)
-    def quantity(self, meta, children):
+    def quantity(self, children):
         tok, unit = children
-        return ex.Number(float(tok), str(unit), text=str(tok), unit_span=self._tspan(unit), span=self._span(meta))
+        return ex.Number(float(tok), str(unit), text=str(tok), unit_span=self._tspan(unit),
+                         span=self._between(tok, unit))
 
-    @v_args(meta=True)
-    def dotted(self, meta, children):
-        return (tuple(str(c) for c in children), self._span(meta))
+    def dotted(self, children):
+        return (tuple(str(c) for c in children), self._between(children[0], children[-1]))
 
-    @v_args(meta=True)
-    def name(self, meta, children):
-        ((parts, _span),) = children
-        return ex.Name(parts, span=self._span(meta))
+    def name(self, children):
+        ((parts, span),) = children
+        return ex.Name(parts, span=span)
 
-    @v_args(meta=True)
-    def string(self, meta, children):
+    def string(self, children):
         (tok,) = children
-        return ex.String(str(tok)[1:-1], span=self._span(meta))
+        return ex.String(str(tok)[1:-1], span=self._tspan(tok))
 
-    @v_args(meta=True)
-    def list(self, meta, children):
-        return ex.ListExpr(tuple(c for c in children if c is not None), span=self._span(meta))
+    def list(self, children):
+        items = tuple(c for c in children[1:-1] if c is not None and not isinstance(c, Token))
+        return ex.ListExpr(items, span=self._between(children[0], children[-1]))
 
-    @v_args(meta=True)
-    def kwarg(self, meta, children):
+    def atom(self, children):  # "(" expr ")": the brackets only group
+        return children[1]
+
+    def kwarg(self, children):
         key, value = children
         return ex.Keyword(str(key), value, span=self._tspan(key))
 
     def arglist(self, children):
         return children
 
-    @v_args(meta=True)
-    def call(self, meta, children):
-        func, arglist = children
+    def call(self, children):
+        func, _open, arglist, close = children
         args, kwargs = [], []
         for item in arglist or []:
             if isinstance(item, ex.Keyword):
@@ -178,50 +180,46 @@ class _Build(Transformer_NonRecursive):
                         "S002", f"positional argument after a keyword argument in '{func}(...)'",
                         item.span, "write positional arguments first, then key = value ones"))
                 args.append(item)
-        return ex.Call(str(func), tuple(args), tuple(kwargs), func_span=self._tspan(func), span=self._span(meta))
+        return ex.Call(str(func), tuple(args), tuple(kwargs), func_span=self._tspan(func),
+                       span=self._between(func, close))
 
     def _binop(op):
-        @v_args(meta=True)
-        def build(self, meta, children):
+        def build(self, children):
             left, right = children
-            return ex.BinOp(op, left, right, span=self._span(meta))
+            return ex.BinOp(op, left, right, span=self._between(left, right))
 
         return build
 
     add, sub, mul, div, pow = _binop("+"), _binop("-"), _binop("*"), _binop("/"), _binop("^")
     del _binop
 
-    @v_args(meta=True)
-    def neg(self, meta, children):
-        return ex.Neg(children[0], span=self._span(meta))
+    def neg(self, children):
+        sign, operand = children
+        return ex.Neg(operand, span=self._between(sign, operand))
 
     def pos(self, children):
-        return children[0]
+        return children[1]
 
     # declarations ----------------------------------------------------------------------------
-    @v_args(meta=True)
-    def assign(self, meta, children):
+    def assign(self, children):
         key, value = children
         return ast.Setting(str(key), value, span=self._tspan(key))
 
     def body(self, children):
         return [c for c in children if c is not None]
 
-    @v_args(meta=True)
-    def network(self, meta, children):
+    def network(self, children):
         name, settings = children
         return ast.NetworkDecl(str(name), settings, span=self._tspan(name))
 
-    @v_args(meta=True)
-    def celltype(self, meta, children):
+    def celltype(self, children):
         name, sign, role, settings = children
         return ast.CellTypeDecl(
             str(name), str(sign), str(role) if role is not None else None, settings or [],
             span=self._tspan(name), sign_span=self._tspan(sign),
             role_span=self._tspan(role) if role is not None else None)
 
-    @v_args(meta=True)
-    def population(self, meta, children):
+    def population(self, children):
         name, celltype, arglist, settings = children
         arglist = arglist or []
         positional = [a for a in arglist if not isinstance(a, ex.Keyword)]
@@ -236,8 +234,7 @@ class _Build(Transformer_NonRecursive):
         return ast.PopulationDecl(str(name), str(celltype), size, keywords + (settings or []),
                                   span=span, celltype_span=self._tspan(celltype))
 
-    @v_args(meta=True)
-    def projection(self, meta, children):
+    def projection(self, children):
         (source, source_span), (target, target_span), connectivity, *rest = children
         settings = []
         for item in rest:
@@ -248,43 +245,39 @@ class _Build(Transformer_NonRecursive):
                     "S004", "a projection's options are written 'key = value'", item.span,
                     "for example: 'E -> I : dense, init = halfnormal(0.1), delay = 2 ms'"))
         return ast.ProjectionDecl(".".join(source), ".".join(target), connectivity, settings,
-                                  span=self._span(meta), source_span=source_span, target_span=target_span)
+                                  span=self._between(children[0], children[-1]), source_span=source_span,
+                                  target_span=target_span)
 
-    @v_args(meta=True)
-    def run(self, meta, children):
-        return ast.RunDecl(children[0], span=self._span(meta))
+    def run(self, children):
+        keyword, settings = children
+        return ast.RunDecl(settings, span=self._tspan(keyword))
 
-    @v_args(meta=True)
-    def param(self, meta, children):
+    def param(self, children):
         name, default = children
         return ast.Param(str(name), default, span=self._tspan(name))
 
     def timing(self, children):
         return children[0]
 
-    @v_args(meta=True)
-    def let(self, meta, children):
+    def let(self, children):
         target, value = children
         return ast.Statement("let", str(target), value, span=self._tspan(target))
 
-    @v_args(meta=True)
-    def ode(self, meta, children):
+    def ode(self, children):
         target, value, annotation = children
         return ast.Statement("ode", str(target), value, shared=annotation is not None and str(annotation) == "shared",
                              span=self._tspan(target),
                              annotation=str(annotation) if annotation is not None else None,
                              annotation_span=self._tspan(annotation) if annotation is not None else None)
 
-    @v_args(meta=True)
-    def initial(self, meta, children):
+    def initial(self, children):
         target, at, value = children
         return ast.Statement("init", str(target), value, at=at, span=self._tspan(target))
 
     def rule_body(self, children):
         return [c for c in children if c is not None]
 
-    @v_args(meta=True)
-    def rule(self, meta, children):
+    def rule(self, children):
         name, *rest = children
         body = rest[-1]
         timing = rest[-2]
@@ -292,8 +285,7 @@ class _Build(Transformer_NonRecursive):
         return ast.RuleDecl(str(name), params, str(timing) if timing is not None else None, body,
                             span=self._tspan(name), timing_span=self._tspan(timing) if timing is not None else None)
 
-    @v_args(meta=True)
-    def area(self, meta, children):
+    def area(self, children):
         name, *items = children
         name_span = self._tspan(name)
         flat: list = [ast.AreaDecl(str(name), span=name_span)]
@@ -323,6 +315,12 @@ class _Build(Transformer_NonRecursive):
 
     def start(self, children):
         return children
+
+
+def _merge(first: Span | None, last: Span | None) -> Span | None:
+    if first is None or last is None:
+        return first or last
+    return Span(first.file, first.line, first.column, last.end_line, last.end_column)
 
 
 def _expression_depth(expr: ex.Expr) -> int:

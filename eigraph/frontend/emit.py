@@ -149,6 +149,17 @@ def yaml_scalar(text: str) -> str:
     return json.dumps(text) if risky else text
 
 
+def yaml_value(value) -> str:
+    """A value for the YAML twin: lists of simple items as YAML flow sequences, the rest as text."""
+    from eigraph.expr import ast as ex
+
+    if isinstance(value, ex.ListExpr) and value.items:
+        items = [to_text(item) for item in value.items]
+        if all(_PLAIN.match(i) and not any(c in i for c in ",[]{}\"'") and yaml_scalar(i) == i for i in items):
+            return "[" + ", ".join(items) + "]"
+    return yaml_scalar(to_text(value))
+
+
 def to_yaml(doc: ast.Document) -> str:
     """The document as the YAML twin (LANGUAGE.md section 4)."""
     populations = {p.name for p in doc.populations}
@@ -156,7 +167,7 @@ def to_yaml(doc: ast.Document) -> str:
     for net in doc.network:
         out.append("network:")
         out.append(f"  name: {yaml_scalar(net.name)}")
-        out += [f"  {s.key}: {yaml_scalar(to_text(s.value))}" for s in net.settings]
+        out += [f"  {s.key}: {yaml_value(s.value)}" for s in net.settings]
     if doc.celltypes:
         out.append("celltypes:")
         for ct in doc.celltypes:
@@ -164,14 +175,14 @@ def to_yaml(doc: ast.Document) -> str:
             out.append(f"    sign: {ct.sign}")
             if ct.role:
                 out.append(f"    role: {ct.role}")
-            out += [f"    {s.key}: {yaml_scalar(to_text(s.value))}" for s in ct.settings]
+            out += [f"    {s.key}: {yaml_value(s.value)}" for s in ct.settings]
     if doc.populations:
         out.append("populations:")
         for p in doc.populations:
             out.append(f"  {p.name}:")
             out.append(f"    celltype: {p.celltype}")
             out.append(f"    size: {yaml_scalar(to_text(p.size))}")
-            out += [f"    {s.key}: {yaml_scalar(to_text(s.value))}" for s in p.settings]
+            out += [f"    {s.key}: {yaml_value(s.value)}" for s in p.settings]
     if doc.projections:
         out.append("projections:")
         for p in doc.projections:
@@ -182,7 +193,7 @@ def to_yaml(doc: ast.Document) -> str:
                 value = to_text(s.value)
                 if s.key == "name" and value.startswith('"'):
                     value = value[1:-1]
-                out.append(f"    {s.key}: {yaml_scalar(value)}")
+                out.append(f"    {s.key}: {yaml_scalar(value) if s.key == 'name' else yaml_value(s.value)}")
     if doc.rules:
         out.append("rules:")
         for rule in doc.rules:
@@ -198,5 +209,5 @@ def to_yaml(doc: ast.Document) -> str:
             out += [f"      {statement_text(s)}" for s in rule.body]
     for run in doc.runs:
         out.append("run:")
-        out += [f"  {s.key}: {yaml_scalar(to_text(s.value))}" for s in run.settings]
+        out += [f"  {s.key}: {yaml_value(s.value)}" for s in run.settings]
     return "\n".join(out) + "\n"

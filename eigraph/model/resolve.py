@@ -100,8 +100,11 @@ class Resolver:
             self.report(exc.code, exc.message, exc.span or expr.span, exc.hint)
             raise _Skip from None
 
-    def _number(self, expr: ex.Expr, what: str, env: dict | None = None) -> float:
+    def _number(self, expr: ex.Expr, what: str, env: dict | None = None, rate_ok: bool = False) -> float:
+        """A plain number; with ``rate_ok`` a rate in Hz too (rates in eigraph are in Hz)."""
         value = self._eval(expr, env)
+        if rate_ok and units.dim_key(value.dim) == (("s", -1),):
+            return value.magnitude
         if not units.is_plain(value.dim):
             self.report("U505", f"{what} must be a plain number, not {units.describe(value.dim)}", expr.span,
                         "remove the unit")
@@ -321,6 +324,7 @@ class Resolver:
                 continue
             declared[decl.name] = decl
             params, spans = {}, {}
+            names = _name_params(decl)
             for param in decl.params:
                 if param.name in params or param.name in catalog.RULE_SYMBOLS:
                     why = "is a rule symbol" if param.name in catalog.RULE_SYMBOLS else "is declared twice"
@@ -331,7 +335,7 @@ class Resolver:
                 params[param.name] = None
                 if param.default is not None:
                     try:
-                        params[param.name] = self._rule_value(decl.name, param.name, param.default)
+                        params[param.name] = self._rule_value(decl.name, param.name, param.default, names)
                     except _Skip:
                         pass
             timing = "step"
@@ -342,15 +346,23 @@ class Resolver:
                                 (hint + " " if hint else "") + "write 'on step' (the default) or 'on trial'")
                 else:
                     timing = decl.timing
-            self._check_rule_body(decl, params)
+            if self._check_rule_body(decl, params):
+                self._check_rule_units(decl, params, names)
             self.rules[decl.name] = Rule(decl.name, params, timing, decl.body, builtin, decl.span, spans,
-                                         rule_text(decl))
+                                         rule_text(decl), names)
 
-    def _rule_value(self, rule: str, param: str, expr: ex.Expr):
-        """A rule argument: a number (SI units), or a name (``compartment = apical``)."""
-        if isinstance(expr, ex.Name) and len(expr.parts) == 1 and expr.dotted not in ("pi", "e"):
-            return expr.dotted
+    def _rule_value(self, rule: str, param: str, expr: ex.Expr, names: set[str]):
+        """A rule argument: a number (SI units; Hz read as a plain rate), or, for a parameter the rule
+        reads as ``post.PARAM``, a compartment name (``compartment = apical``)."""
+        if param in names:
+            if isinstance(expr, ex.Name) and len(expr.parts) == 1:
+                return expr.dotted
+            self.report("U505", f"parameter '{param}' of rule '{rule}' names a compartment (the rule reads "
+                                f"post.{param})", expr.span, f"write {param} = apical (a compartment name)")
+            raise _Skip
         value = self._eval(expr)
+        if units.dim_key(value.dim) == (("s", -1),):
+            return value.magnitude
         if param.startswith("tau"):
             if units.is_plain(value.dim):
                 self.report("U501", f"time constant '{param}' of rule '{rule}' needs a time unit", expr.span,
@@ -369,7 +381,9 @@ class Resolver:
             raise _Skip
         return value.magnitude
 
-    def _check_rule_body(self, decl: ast.RuleDecl, params: dict):
+    def _check_rule_body(self, decl: ast.RuleDecl, params: dict) -> bool:
+        """Symbols, functions and assignments of a rule body; True when it found nothing wrong."""
+        before = len(self.diagnostics)
         traces = {s.target: s for s in decl.body if s.kind == "ode"}
         written: dict[str, ast.Statement] = {}
         defined = set(params) | set(traces)
@@ -415,6 +429,41 @@ class Resolver:
         if catalog.WEIGHT_CHANGE not in written:
             self.report("R601", f"rule '{decl.name}' never sets dw, the weight change", decl.span,
                         "add a line: dw = ... (for example dw = eta * pre * post)")
+        return len(self.diagnostics) == before
+
+    def _check_rule_units(self, decl: ast.RuleDecl, params: dict, names: set[str]):
+        """Dimensions in a rule body: rates, weights and traces are plain numbers, dt and t times;
+        a trace's right side is a rate of change (per second) and dw a plain increment."""
+        time, per_time = {"s": 1}, {"s": -1}
+        dims: dict[str, dict | None] = {"dt": time, "t": time}
+        for name, value in params.items():
+            if name in names:
+                continue
+            is_time = name.startswith("tau") and value is not None
+            dims[name] = time if is_time else ({} if value is not None else None)
+        for statement in decl.body:
+            if statement.kind == "ode":
+                dims[statement.target] = {}
+        for statement in decl.body:
+            if statement.kind == "init":
+                continue
+            try:
+                dim = _rule_dim(statement.value, dims)
+            except EvalError as exc:
+                self.report(exc.code, exc.message, exc.span, exc.hint)
+                continue
+            if dim is None:
+                continue
+            if statement.kind == "ode" and units.dim_key(dim) != units.dim_key(per_time):
+                self.report("U511", f"the right side of {statement.target}' is {units.describe(dim)}, but a trace "
+                                    "equation gives a rate of change (per second)", statement.value.span,
+                            f"divide by a time constant: {statement.target}' = (... - {statement.target}) / tau")
+            elif statement.kind == "let":
+                if statement.target == catalog.WEIGHT_CHANGE and not units.is_plain(dim):
+                    self.report("U511", f"dw is {units.describe(dim)}, but it is a plain increment per update",
+                                statement.value.span, "dw is not per second: remove the time factor, or multiply "
+                                "a rate of change by dt")
+                dims[statement.target] = dim
 
     def _check_rule_expr(self, decl: ast.RuleDecl, expr: ex.Expr, defined: set, inits: bool = False):
         known = set(catalog.RULE_SYMBOLS) | defined
@@ -543,14 +592,14 @@ class Resolver:
                 if isinstance(value, ex.Call) and value.func in catalog.DISTRIBUTIONS:
                     bias = self._distribution(value, {"fan_in": Value(1.0), "fan_out": Value(1.0)})
                 else:
-                    bias = self._number(value, "bias")
+                    bias = self._number(value, "bias", rate_ok=True)
             except _Skip:
                 pass
         noise = x0 = 0.0
         for key in ("noise", "x0"):
             if key in merged:
                 try:
-                    number = self._number(merged[key].value, key)
+                    number = self._number(merged[key].value, key, rate_ok=key == "x0")
                     if key == "noise":
                         noise = number
                     else:
@@ -834,7 +883,7 @@ class Resolver:
         bound = self._bind_args(name, params, 0, args, kwargs, expr, "rule")
         values = dict(rule.params)
         for key, value in bound.items():
-            values[key] = self._rule_value(name, key, value)
+            values[key] = self._rule_value(name, key, value, rule.name_params)
         missing = [key for key, value in values.items() if value is None]
         if missing:
             self.report("R607", f"rule '{name}' needs a value for {', '.join(missing)}", expr.span,
@@ -884,6 +933,70 @@ class Resolver:
                             self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
                                                 f"'{projection.target}' has no compartment '{compartment}'", span,
                                         f"its compartments: {have}")
+
+
+def _name_params(decl: ast.RuleDecl) -> set[str]:
+    """Parameters the rule reads as ``post.PARAM``: their values are compartment names."""
+    params = {p.name for p in decl.params}
+    found = set()
+    for statement in decl.body:
+        for node in ex.walk(statement.value):
+            if isinstance(node, ex.Name) and len(node.parts) == 2 and node.parts[0] == "post" and node.parts[1] in params:
+                found.add(node.parts[1])
+    return found
+
+
+_PLAIN_FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "relu", "heaviside")
+
+
+def _rule_dim(expr: ex.Expr, dims: dict) -> dict | None:
+    """The dimension of a rule expression; None where a parameter has no default (unknown)."""
+    if isinstance(expr, ex.Number):
+        return dict(units.UNITS[expr.unit][0]) if expr.unit in units.UNITS else {}
+    if isinstance(expr, ex.Name):
+        return dims.get(expr.dotted, {}) if len(expr.parts) == 1 else {}
+    if isinstance(expr, ex.Neg):
+        return _rule_dim(expr.operand, dims)
+    if isinstance(expr, ex.Call):
+        args = [_rule_dim(a, dims) for a in expr.args]
+        if expr.func == "mean":
+            return {}
+        if expr.func in _PLAIN_FUNCTIONS:
+            for arg, node in zip(args, expr.args):
+                if arg is not None and not units.is_plain(arg):
+                    raise EvalError(f"{expr.func}() needs a plain number, got {units.describe(arg)}", node.span,
+                                    "divide by a time constant first", code="U511")
+            return {}
+        known = [a for a in args if a is not None]
+        for arg, node in zip(args, expr.args):
+            if arg is not None and known and units.dim_key(arg) != units.dim_key(known[0]):
+                raise EvalError(f"the arguments of {expr.func}() have different units", node.span,
+                                "give them the same units", code="U511")
+        return known[0] if len(known) == len(args) else None
+    if isinstance(expr, ex.BinOp):
+        left, right = _rule_dim(expr.left, dims), _rule_dim(expr.right, dims)
+        if expr.op in "+-":
+            if left is not None and right is not None and units.dim_key(left) != units.dim_key(right):
+                raise EvalError(f"cannot {'add' if expr.op == '+' else 'subtract'} {units.describe(left)} and "
+                                f"{units.describe(right)}", expr.span, "give both sides the same units",
+                                code="U511")
+            return left if left is not None else right
+        if left is None or right is None:
+            return None
+        if expr.op in "*/":
+            sign = 1 if expr.op == "*" else -1
+            out = dict(left)
+            for key, value in right.items():
+                out[key] = out.get(key, 0) + sign * value
+            return {k: v for k, v in out.items() if v}
+        if not units.is_plain(right):
+            raise EvalError("an exponent must be a plain number", expr.right.span, "", code="U511")
+        if units.is_plain(left):
+            return {}
+        if isinstance(expr.right, ex.Number) and expr.right.value == int(expr.right.value):
+            return {k: v * int(expr.right.value) for k, v in left.items()}
+        raise EvalError("a quantity with units can only be raised to a whole number", expr.span, "", code="U511")
+    return {}
 
 
 def _inspect_array(path: Path) -> dict:

@@ -100,6 +100,7 @@ class Rule:
     span: Span | None = None
     param_spans: dict[str, Span] = field(default_factory=dict)
     text: str = ""  # the rule as eigraph source
+    name_params: set[str] = field(default_factory=set)  # parameters read as post.PARAM: compartment names
 
     @property
     def traces(self) -> list[str]:
