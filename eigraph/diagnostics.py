@@ -119,7 +119,7 @@ def render_one(diagnostic: Diagnostic, sources: dict[str, str], color: bool = Fa
         line = _source_line(span, sources)
         if line is not None:
             gutter = f"{span.line:>5} | "
-            shown = line.replace("\t", " ")
+            shown = "".join(c if c.isprintable() else "?" for c in line.replace("\t", " "))
             width = 1
             if span.end_line in (None, span.line) and span.end_column and span.end_column > span.column:
                 width = span.end_column - span.column

@@ -41,7 +41,7 @@ def check(graph) -> list[Diagnostic]:
             found.append(warning(
                 "W503", f"the delay of {key} is {format_number(round(exact, 6))} steps; it is rounded to "
                         f"{round(exact)}", span, f"write a multiple of dt ({_ms(dt)})" if dt else "use whole steps"))
-    if need_dt and dt is None:
+    if need_dt and dt is None and "dt" not in graph.graph["spans"]:  # a dt written wrong is reported already
         name, node = need_dt[0]
         span = graph.graph["span"] or (node["spans"].get("tau", node["span"]) if node else Span(graph.graph["file"], 1, 1))
         what = f"population '{name}' has a time constant in ms or s" if node else f"projection {name} has a delay in time units"

@@ -21,7 +21,8 @@ def check(graph) -> list[Diagnostic]:
     for source, target, key, edge in graph.edges(keys=True, data=True):
         found += _projection(graph, source, target, key, edge)
     found += _zero_delay_cycles(graph)
-    found += _reachability(graph)
+    if not graph.graph.get("incomplete"):  # declarations dropped for an error would show as unreachable
+        found += _reachability(graph)
     return found
 
 

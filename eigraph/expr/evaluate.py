@@ -85,12 +85,13 @@ def evaluate(expr: ex.Expr, env: dict[str, Value] | None = None) -> Value:
                             "functions in values: " + ", ".join(sorted(FUNCTIONS)), code="N108")
         want = ARITY.get(expr.func, 1)
         if len(expr.args) != want:
-            raise EvalError(f"'{expr.func}' takes {want} argument(s), got {len(expr.args)}", expr.span, "", code="N111")
+            raise EvalError(f"'{expr.func}' takes {want} argument(s), got {len(expr.args)}", expr.span,
+                            f"for example: {expr.func}({', '.join(['x', 'lo', 'hi'][:want])})", code="N111")
         args = [evaluate(a, env) for a in expr.args]
         for a, node in zip(args, expr.args):
             if not units.is_plain(a.dim) and expr.func not in ("abs", "min", "max", "clip"):
-                raise EvalError(f"'{expr.func}' needs a plain number, got {units.describe(a.dim)}", node.span, "",
-                                code="U505")
+                raise EvalError(f"'{expr.func}' needs a plain number, got {units.describe(a.dim)}", node.span,
+                                "divide by a unit first, for example sqrt(tau / 1 ms)", code="U505")
         try:
             result = FUNCTIONS[expr.func](*[a.magnitude for a in args])
         except (OverflowError, ValueError, ZeroDivisionError) as exc:
@@ -98,10 +99,10 @@ def evaluate(expr: ex.Expr, env: dict[str, Value] | None = None) -> Value:
                             code="U521") from None
         return Value(float(result), args[0].dim if expr.func in ("abs", "min", "max", "clip") else {})
     if isinstance(expr, ex.String):
-        raise EvalError("a string is not a number", expr.span, "", code="U505")
+        raise EvalError("a string is not a number", expr.span, "remove the double quotes", code="U505")
     if isinstance(expr, ex.ListExpr):
-        raise EvalError("a list is not a number", expr.span, "", code="U505")
-    raise EvalError("not a value", expr.span)
+        raise EvalError("a list is not a number", expr.span, "this setting takes one number", code="U505")
+    raise EvalError("not a value", expr.span, "write a number")
 
 
 def _binop(expr: ex.BinOp, left: Value, right: Value) -> Value:
@@ -116,20 +117,23 @@ def _binop(expr: ex.BinOp, left: Value, right: Value) -> Value:
         return _finite(Value(left.magnitude * right.magnitude, _combine(left.dim, right.dim, 1)), expr)
     if op == "/":
         if right.magnitude == 0:
-            raise EvalError(f"division by zero in '{ex.to_text(expr)}'", expr.span, "", code="U521")
+            raise EvalError(f"division by zero in '{ex.to_text(expr)}'", expr.span, "check the divisor", code="U521")
         return _finite(Value(left.magnitude / right.magnitude, _combine(left.dim, right.dim, -1)), expr)
     if op == "^":
         if not units.is_plain(right.dim):
-            raise EvalError("an exponent must be a plain number", expr.right.span, "", code="U505")
+            raise EvalError("an exponent must be a plain number", expr.right.span, "remove the unit from the exponent",
+                            code="U505")
         power = right.magnitude
         if not units.is_plain(left.dim) and power != int(power):
-            raise EvalError("a quantity with units can only be raised to a whole power", expr.span, "", code="U505")
+            raise EvalError("a quantity with units can only be raised to a whole power", expr.span,
+                            "use a whole exponent, or divide by a unit first", code="U505")
         mag = float(left.magnitude) ** power
         if isinstance(mag, complex):
-            raise EvalError(f"'{ex.to_text(expr)}' is not a real number", expr.span, "", code="U521")
+            raise EvalError(f"'{ex.to_text(expr)}' is not a real number", expr.span,
+                            "a negative number to a fractional power has no real value", code="U521")
         dim = {k: int(v * power) for k, v in left.dim.items()}
         return _finite(Value(mag, dim), expr)
-    raise EvalError(f"unknown operator {op}", expr.span)
+    raise EvalError(f"unknown operator {op}", expr.span, "operators are + - * / ^")
 
 
 def _finite(value: Value, expr: ex.Expr) -> Value:

@@ -379,7 +379,10 @@ def _syntax_hint(exc: UnexpectedInput, post: _PostLexer, text: str) -> str:
         return "the file ends in the middle of a declaration"
     if token is not None and token.value == "}" and not post.open_braces:
         return "this '}' closes no block: remove it"
-    if token is not None and token.type == "NAME" and "_NL" in expected | {"SEMICOLON"}:
+    if token is not None and token.value == "'":
+        return "strings use double quotes; a quote after a name marks a trace in a rule: theta' = ..."
+    keywords = {"network", "celltype", "population", "area", "rule", "run"}
+    if token is not None and (token.type == "NAME" or token.value in keywords) and "_NL" in expected:
         return "put one statement per line, or separate statements with ';'"
     if expected == {"EQUAL"} or ("EQUAL" in expected and len(expected) <= 2):
         return "settings are written 'key = value'"

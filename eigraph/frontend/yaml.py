@@ -46,7 +46,8 @@ class _YamlReader:
 
     def scalar_text(self, node, what: str) -> str | None:
         if not isinstance(node, yaml.ScalarNode):
-            self.report("Y003", f"{what} must be a single value, not a {_kind(node)}", node, "")
+            self.report("Y003", f"{what} must be a single value, not a {_kind(node)}", node,
+                        "write one value after the ':' (a list or mapping is not allowed here)")
             return None
         return node.value
 
@@ -94,7 +95,7 @@ class _YamlReader:
                     return None
                 args.append(value)
             return ex.Call(func, tuple(args), tuple(kwargs), func_span=self.span(key_node), span=self.span(node))
-        self.report("Y003", "unexpected YAML value", node, "")
+        self.report("Y003", "unexpected YAML value", node, "write a value, a list or a one-key mapping")
         return None
 
     def offsets(self, node) -> tuple[int, int, int]:
@@ -112,14 +113,21 @@ class _YamlReader:
         return mark.line, mark.column, mark.column
 
     def parse_scalar(self, node, start: str):
-        result, problems = parse(node.value, self.file, start, self.offsets(node))
+        text, offsets = node.value, self.offsets(node)
+        if node.style is None and node.start_mark.line != node.end_mark.line:
+            # YAML folds a multi-line plain scalar into one line; parse the lines as written (their
+            # indentation included) so positions stay exact; the language's newline rules apply
+            text = self.text[node.start_mark.index:node.end_mark.index]
+            offsets = (node.start_mark.line, node.start_mark.column, 0)
+        result, problems = parse(text, self.file, start, offsets)
         self.problems += problems
         return result
 
     # declarations ----------------------------------------------------------------------------
     def mapping(self, node, what: str) -> list[tuple]:
         if not isinstance(node, yaml.MappingNode):
-            self.report("Y002", f"{what} must be a mapping (key: value lines), not a {_kind(node)}", node, "")
+            self.report("Y002", f"{what} must be a mapping (key: value lines), not a {_kind(node)}", node,
+                        "write 'key: value' lines indented under it")
             return []
         pairs = []
         seen = {}
@@ -207,7 +215,8 @@ class _YamlReader:
 
     def _projections(self, node):
         if not isinstance(node, yaml.SequenceNode):
-            self.report("Y002", "projections must be a list (lines starting with '- ')", node, "")
+            self.report("Y002", "projections must be a list (lines starting with '- ')", node,
+                        "write each projection as '- source: A' followed by its keys")
             return
         for item in node.value:
             pairs = self.mapping(item, "a projection")

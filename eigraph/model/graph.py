@@ -28,6 +28,8 @@ def build_graph(model: Model) -> nx.MultiDiGraph:
         dale=net.dale,
         spectral_radius=net.spectral_radius,
         span=net.span,
+        spans=dict(net.spans),
+        incomplete=any(d.is_error for d in model.diagnostics),
         celltypes={
             name: {"sign": ct.sign, "role": ct.role, "compartments": list(ct.compartments),
                    "compartment_gains": dict(ct.compartment_gains), "builtin": ct.builtin, "span": ct.span}

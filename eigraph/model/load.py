@@ -23,7 +23,8 @@ def parse_source(source: SourceFile):
 def check_source(source: SourceFile) -> tuple[Model | None, list[Diagnostic]]:
     """Parse, resolve and check text already read; diagnostics sorted by position."""
     document, problems = parse_source(source)
-    if document is None:
+    if document is None or any(d.is_error and d.code[0] in "SY" for d in problems):
+        # like a compiler, stop at syntax errors: what follows them would be noise
         return None, sorted(problems, key=sort_key)
     model = resolve(document)
     model.graph = build_graph(model)

@@ -66,6 +66,7 @@ class Resolver:
         self.projections: dict[str, Projection] = {}
         self.rules: dict[str, Rule] = {}
         self.run_spec: RunSpec | None = None
+        self.dropped: set[str] = set()  # populations declared with an error already reported
 
     # helpers ---------------------------------------------------------------------------------
     def report(self, code: str, message: str, span: Span | None, hint: str = "", severity: str = "error"):
@@ -156,12 +157,12 @@ class Resolver:
             name, args, kwargs, span = call.func, call.args, call.kwargs, call.func_span or call.span
         else:
             self.report("N108", f"'{ex.to_text(call)}' is not a {what}", call.span,
-                        f"{what}s: {', '.join(table)}")
+                        f"{_plural(what)}: {', '.join(table)}")
             raise _Skip
         if name not in table:
             hint = suggest(name, table)
             self.report("N108", f"unknown {what} '{name}'", span,
-                        (hint + " " if hint else "") + f"{what}s: {', '.join(table)}")
+                        (hint + " " if hint else "") + f"{_plural(what)}: {', '.join(table)}")
             raise _Skip
         params, required = table[name]
         return name, self._bind_args(name, params, required, args, kwargs, call, what)
@@ -236,7 +237,7 @@ class Resolver:
                 elif key == "seed":
                     seed = self._integer(setting.value, "seed")
                     if not 0 <= seed < 2**32:
-                        self.report("T413", "seed must be between 0 and 2^32 - 1", setting.value.span, "")
+                        self.report("T413", "seed must be between 0 and 2^32 - 1", setting.value.span, "for example: seed = 1")
                     else:
                         net.seed = seed
                 elif key == "precision":
@@ -306,7 +307,7 @@ class Resolver:
         for item in items:
             if isinstance(item, ex.Name) and len(item.parts) == 1 and item.dotted not in ("soma", "x", "r"):
                 if item.dotted in names:
-                    self.report("N106", f"compartment '{item.dotted}' is listed twice", item.span, "")
+                    self.report("N106", f"compartment '{item.dotted}' is listed twice", item.span, "remove the second one")
                 names.append(item.dotted)
             else:
                 self.report("N109", f"'{ex.to_text(item)}' is not a compartment name", item.span,
@@ -363,6 +364,12 @@ class Resolver:
         value = self._eval(expr)
         if units.dim_key(value.dim) == (("s", -1),):
             return value.magnitude
+        if param.startswith("tau") and units.dim_key(value.dim) == (("steps", 1),):
+            if not self.network.dt:
+                self.report("U510", f"time constant '{param}' of rule '{rule}' is in steps, which needs the network's dt",
+                            expr.span, "set dt in the network block, or write the time constant in ms or s")
+                raise _Skip
+            value = Value(value.magnitude * self.network.dt, {"s": 1})
         if param.startswith("tau"):
             if units.is_plain(value.dim):
                 self.report("U501", f"time constant '{param}' of rule '{rule}' needs a time unit", expr.span,
@@ -373,7 +380,8 @@ class Resolver:
                             expr.span, "use ms or s")
                 raise _Skip
             if value.magnitude <= 0:
-                self.report("U507", f"time constant '{param}' must be greater than 0", expr.span, "")
+                self.report("U507", f"time constant '{param}' must be greater than 0", expr.span,
+                            "a time constant is a positive time, for example 100 ms")
                 raise _Skip
         elif not units.is_plain(value.dim) and units.dim_key(value.dim) != (("s", 1),):
             self.report("U505", f"parameter '{param}' of rule '{rule}' cannot be {units.describe(value.dim)}",
@@ -501,7 +509,8 @@ class Resolver:
                     self.report("N111", "mean() takes pre or post: the population mean", node.args[0].span,
                                 "write mean(pre) or mean(post)")
             elif isinstance(node, (ex.String, ex.ListExpr)):
-                self.report("U505", "a rule equation holds numbers, not strings or lists", node.span, "")
+                self.report("U505", "a rule equation holds numbers, not strings or lists", node.span,
+                            "write a number, a symbol or a function call")
             elif isinstance(node, ex.Number) and node.unit is not None:
                 try:
                     evaluate(node)
@@ -517,6 +526,7 @@ class Resolver:
                 continue
             seen[decl.name] = decl
             celltype = self.celltypes.get(decl.celltype)
+            self.dropped.add(decl.name)
             if celltype is None:
                 hint = suggest(decl.celltype, self.celltypes)
                 self.report("N102", f"unknown cell type '{decl.celltype}'", decl.celltype_span,
@@ -527,13 +537,17 @@ class Resolver:
             except _Skip:
                 continue
             self.populations[decl.name] = population
+            self.dropped.discard(decl.name)
 
     def _population(self, decl: ast.PopulationDecl, celltype: CellType) -> Population:
         self._no_repeats(decl.settings, f"population '{decl.name}'")
         own = self._settings(decl.settings, catalog.POPULATION_KEYS, f"population '{decl.name}'")
         merged = {s.key: s for s in celltype.defaults}
         merged.update(own)
-        spans = {key: setting.value.span or setting.span for key, setting in merged.items()}
+        spans = {}
+        for key, setting in merged.items():
+            span = setting.value.span or setting.span
+            spans[key] = decl.span if span is None or span.file == "<prelude>" else span
         spans["size"] = decl.size.span or decl.span
         size_value = self._eval(decl.size)
         if not units.is_plain(size_value.dim) or size_value.magnitude != int(size_value.magnitude):
@@ -560,15 +574,17 @@ class Resolver:
         default_activation = "linear" if role in ("input", "readout") else "relu"
         if role != "input":
             if "tau" in merged:
+                owner = f"population '{decl.name}'" if "tau" in own else f"cell type '{celltype.name}'"
                 try:
-                    tau, tau_steps = self._time(merged["tau"].value, f"tau of population '{decl.name}'")
+                    tau, tau_steps = self._time(merged["tau"].value, f"tau of {owner}")
                 except _Skip:
                     tau = DEFAULT_TAU
             else:
                 tau = DEFAULT_TAU
             if tau is not None:
                 if tau <= 0:
-                    self.report("U507", f"tau of population '{decl.name}' must be greater than 0", spans.get("tau"), "")
+                    self.report("U507", f"tau of population '{decl.name}' must be greater than 0", spans.get("tau"),
+                                "a time constant is a positive time, for example tau = 20 ms")
                     tau = DEFAULT_TAU
                 tau_steps = tau / dt if dt else None
             elif tau_steps is not None:
@@ -643,7 +659,8 @@ class Resolver:
                 elif key in ("trials", "batch", "steps", "seed"):
                     number = self._integer(value, key)
                     if number < (0 if key == "seed" else 1):
-                        self.report("T414", f"{key} must be at least {0 if key == 'seed' else 1}", value.span, "")
+                        self.report("T414", f"{key} must be at least {0 if key == 'seed' else 1}", value.span,
+                                    f"for example: {key} = {100 if key == 'trials' else (0 if key == 'seed' else 10)}")
                     else:
                         setattr(spec, key, number)
             except _Skip:
@@ -672,9 +689,12 @@ class Resolver:
 
     def _population_ref(self, item: ex.Expr, where: str, area: str | None = None) -> str:
         if not isinstance(item, ex.Name):
-            self.report("N101", f"'{ex.to_text(item)}' is not a population name ({where})", item.span, "")
+            self.report("N101", f"'{ex.to_text(item)}' is not a population name ({where})", item.span,
+                        "write a population name, or a list of them: [stim, context]")
             raise _Skip
         name = self._lookup(item.dotted, area)
+        if name is None and self._was_dropped(item.dotted, area):
+            raise _Skip
         if name is None:
             hint = suggest(item.dotted, self.populations)
             self.report("N101", f"unknown population '{item.dotted}' in {where}", item.span,
@@ -689,6 +709,14 @@ class Resolver:
         self.report("N101", f"'{ex.to_text(item)}' is not a recordable variable", item.span,
                     "record POP.r (rates) or POP.x (states), for example record = [E.r, I.r]")
         raise _Skip
+
+    def _was_dropped(self, name: str, area: str | None) -> bool:
+        scope = area
+        while scope:
+            if f"{scope}.{name}" in self.dropped:
+                return True
+            scope = scope.rpartition(".")[0] or None
+        return name in self.dropped
 
     def _lookup(self, name: str, area: str | None) -> str | None:
         """Resolve a population name written inside ``area``: innermost area first, then outwards."""
@@ -719,6 +747,8 @@ class Resolver:
         name = self._lookup(decl.target, decl.area)
         if name is not None:
             return name, None
+        if self._was_dropped(decl.target, decl.area) or self._was_dropped(decl.target.rpartition(".")[0], decl.area):
+            raise _Skip
         head, _, compartment = decl.target.rpartition(".")
         if head:
             population = self._lookup(head, decl.area)
@@ -731,6 +761,8 @@ class Resolver:
 
     def _projection(self, decl: ast.ProjectionDecl) -> Projection:
         source = self._lookup(decl.source, decl.area)
+        if source is None and self._was_dropped(decl.source, decl.area):
+            raise _Skip
         if source is None:
             hint = suggest(decl.source, self.populations)
             self.report("N101", f"unknown population '{decl.source}'", decl.source_span,
@@ -762,7 +794,8 @@ class Resolver:
             if isinstance(value, ex.String) and value.value.strip():
                 name = value.value
             else:
-                self.report("U505", 'a projection name is a non-empty string: name = "E->E slow"', value.span, "")
+                self.report("U505", "a projection name must be a non-empty string", value.span,
+                            'write it in double quotes: name = "E->E slow"')
                 raise _Skip
         autapses = False
         if "autapses" in settings:
@@ -811,7 +844,8 @@ class Resolver:
             try:
                 normalize = self._number(settings["normalize"].value, "normalize")
                 if normalize <= 0:
-                    self.report("U507", "normalize (the row sum) must be greater than 0", spans["normalize"], "")
+                    self.report("U507", "normalize (the row sum) must be greater than 0", spans["normalize"],
+                                "for example: normalize = 1")
                     normalize = None
             except _Skip:
                 pass
@@ -935,6 +969,10 @@ class Resolver:
                                         f"its compartments: {have}")
 
 
+def _plural(word: str) -> str:
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"
+
+
 def _name_params(decl: ast.RuleDecl) -> set[str]:
     """Parameters the rule reads as ``post.PARAM``: their values are compartment names."""
     params = {p.name for p in decl.params}
@@ -990,12 +1028,14 @@ def _rule_dim(expr: ex.Expr, dims: dict) -> dict | None:
                 out[key] = out.get(key, 0) + sign * value
             return {k: v for k, v in out.items() if v}
         if not units.is_plain(right):
-            raise EvalError("an exponent must be a plain number", expr.right.span, "", code="U511")
+            raise EvalError("an exponent must be a plain number", expr.right.span, "remove the unit from the exponent",
+                        code="U511")
         if units.is_plain(left):
             return {}
         if isinstance(expr.right, ex.Number) and expr.right.value == int(expr.right.value):
             return {k: v * int(expr.right.value) for k, v in left.items()}
-        raise EvalError("a quantity with units can only be raised to a whole number", expr.span, "", code="U511")
+        raise EvalError("a quantity with units can only be raised to a whole number", expr.span,
+                    "divide by a time constant first, then take the power", code="U511")
     return {}
 
 

@@ -1,0 +1,145 @@
+"""Lowering: the checked population graph -> a :class:`~eigraph.compile.program.Program`.
+
+Draws the initial weights (seeded, per projection), applies the network's spectral radius, and
+orders the step's operations from what each reads and writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import networkx as nx
+import numpy as np
+
+from eigraph.compile.connectivity import build_weights, draw, projection_rng
+from eigraph.compile.program import Op, PopulationPlan, Program, ProjectionPlan
+from eigraph.model.graph import signature
+
+
+class CompileError(Exception):
+    pass
+
+
+def lower(graph: nx.MultiDiGraph) -> Program:
+    seed = graph.graph["seed"]
+    dtype = np.dtype(graph.graph["precision"])
+    longest = {name: 1 for name in graph.nodes}
+    for source, _target, data in graph.edges(data=True):
+        longest[source] = max(longest[source], data["delay"] + 1)
+    populations = {}
+    for index, (name, node) in enumerate(graph.nodes(data=True)):
+        bias = node["bias"]
+        if isinstance(bias, dict):
+            bias = draw(bias, node["size"], projection_rng(seed, name, "bias")).astype(dtype)
+        populations[name] = PopulationPlan(
+            name=name, index=index, size=node["size"], role=node["role"], sign=node["sign"], alpha=node["alpha"],
+            activation=node["activation"], bias=bias, noise=node["noise"], x0=node["x0"],
+            compartments=tuple(node["compartments"]), compartment_gains=dict(node["compartment_gains"]),
+            history=max(2, longest[name]), span=node["span"])
+    projections = {}
+    for index, (source, target, key, edge) in enumerate(graph.edges(keys=True, data=True)):
+        weights = build_weights(edge, populations[source].size, populations[target].size, source == target, seed,
+                                dtype)
+        projections[key] = ProjectionPlan(
+            name=key, index=index, source=source, target=target, compartment=edge["target_compartment"],
+            delay=edge["delay"], sign=edge["sign"], gain=edge["gain"], weights=weights, span=edge["span"],
+            learn=edge["learn"], bounds=tuple(edge["bounds"]) if edge["bounds"] else None,
+            normalize=edge["normalize"])
+    program = Program(graph.graph["name"], graph.graph["file"], dtype, graph.graph["dt"], seed, populations,
+                      projections)
+    if graph.graph["spectral_radius"]:
+        rescale_recurrent(program, graph.graph["spectral_radius"])
+    program.ops = order_ops(program)
+    program.content_hash = content_hash(graph, program)
+    return program
+
+
+def recurrent_projections(program: Program) -> list[ProjectionPlan]:
+    """Projections among hidden populations: the recurrent matrix of the network."""
+    hidden = {n for n, p in program.populations.items() if p.role == "hidden"}
+    return [q for q in program.projections.values() if q.source in hidden and q.target in hidden]
+
+
+def effective_recurrent_matrix(program: Program) -> tuple[np.ndarray, list[str]]:
+    """sign * gain * W over all hidden populations (delays and compartments ignored), dense."""
+    hidden = [n for n, p in program.populations.items() if p.role == "hidden"]
+    offset, total = {}, 0
+    for name in hidden:
+        offset[name] = total
+        total += program.populations[name].size
+    matrix = np.zeros((total, total))
+    for q in recurrent_projections(program):
+        rows = slice(offset[q.target], offset[q.target] + program.populations[q.target].size)
+        cols = slice(offset[q.source], offset[q.source] + program.populations[q.source].size)
+        matrix[rows, cols] += q.factor * q.weights.to_dense()
+    return matrix, hidden
+
+
+def spectral_radius(program: Program) -> float:
+    matrix, _ = effective_recurrent_matrix(program)
+    if matrix.size == 0:
+        return 0.0
+    if matrix.shape[0] <= 3000:
+        return float(np.max(np.abs(np.linalg.eigvals(matrix))))
+    from scipy.sparse.linalg import eigs
+
+    return float(np.abs(eigs(matrix, k=1, which="LM", return_eigenvectors=False, maxiter=5000)[0]))
+
+
+def rescale_recurrent(program: Program, target: float) -> None:
+    current = spectral_radius(program)
+    if current == 0.0:
+        raise CompileError(f"spectral_radius = {target} is set, but the recurrent matrix of '{program.name}' is zero "
+                           "or has no recurrent projections among hidden populations")
+    for q in recurrent_projections(program):
+        q.weights.scale(target / current)
+
+
+def order_ops(program: Program) -> list[Op]:
+    """Derive the step order from reads and writes: writers come before readers of a value."""
+    ops: list[Op] = []
+    for p in program.populations.values():
+        if p.role == "input":
+            ops.append(Op("input", p.name, (), (f"r:{p.name}",), order=len(ops)))
+    for q in program.projections.values():
+        reads = (f"r:{q.source}",) if q.delay == 0 else ()
+        ops.append(Op("deliver", q.name, reads, (f"in:{q.target}",), order=len(ops)))
+    for p in program.populations.values():
+        if p.role != "input":
+            ops.append(Op("integrate", p.name, (f"in:{p.name}",), (f"r:{p.name}", f"x:{p.name}"), order=len(ops)))
+    ops.append(Op("record", "*", tuple(f"r:{p}" for p in program.populations), (), order=len(ops)))
+    writers: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        for value in op.writes:
+            writers.setdefault(value, []).append(i)
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(ops)))
+    for i, op in enumerate(ops):
+        for value in op.reads:
+            for w in writers.get(value, ()):
+                if w != i:
+                    dag.add_edge(w, i)
+    try:
+        order = list(nx.lexicographical_topological_sort(dag, key=lambda i: ops[i].order))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(dag)
+        names = " -> ".join(ops[a].name for a, _ in cycle)
+        raise CompileError(f"zero-delay cycle among {names}: give one projection delay = 1 steps") from None
+    return [ops[i] for i in order]
+
+
+def content_hash(graph, program: Program) -> str:
+    from eigraph import __version__
+
+    try:
+        import numba
+
+        numba_version = numba.__version__
+    except ImportError:  # pragma: no cover - numba is a dependency
+        numba_version = "none"
+    layout = {q.name: ("csr" if q.weights.is_sparse else "dense", q.weights.mask is not None)
+              for q in program.projections.values()}
+    payload = json.dumps([signature(graph), str(program.dtype), layout, __version__, numba_version, np.__version__],
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]

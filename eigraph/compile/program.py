@@ -1,0 +1,136 @@
+"""The Program: a backend-neutral description of one simulation step.
+
+Named state arrays (shapes in neurons; the batch is the last axis, so a population's state is
+``(N, B)``) and an ordered list of operations. Each operation declares what it reads and writes;
+the order is derived from those declarations (a topological sort, ties broken by declaration
+order), never kept by hand. A backend is a translation of the Program and nothing else.
+
+Time convention: ``r[n]`` is a population's rate after ``n`` completed steps (``r[0] = f(x0)``).
+Step ``n`` computes ``r[n + 1]``; a projection with delay ``d`` delivers ``r_source[n + 1 - d]``,
+so delay 1 (the default) reads the rate at the start of the step and delay 0 the rate just
+computed in this step (inputs: the input presented at step ``n``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from eigraph.compile.connectivity import Weights
+from eigraph.diagnostics import Span
+
+
+@dataclass
+class PopulationPlan:
+    name: str
+    index: int
+    size: int
+    role: str  # input | hidden | readout
+    sign: int
+    alpha: float
+    activation: str
+    bias: float | np.ndarray  # per neuron when drawn from a distribution
+    noise: float
+    x0: float
+    compartments: tuple[str, ...]
+    compartment_gains: dict[str, float]
+    history: int  # ring-buffer length for r: max outgoing delay + 1, at least 2
+    span: Span | None = None
+
+    @property
+    def ident(self) -> str:
+        """A Python identifier for generated code."""
+        return f"p{self.index}"
+
+
+@dataclass
+class ProjectionPlan:
+    name: str
+    index: int
+    source: str
+    target: str
+    compartment: str | None
+    delay: int
+    sign: int  # of the source: the effective weight is sign * gain * W
+    gain: float
+    weights: Weights
+    span: Span | None = None
+    learn: dict | None = None
+    bounds: tuple | None = None
+    normalize: float | None = None
+
+    @property
+    def ident(self) -> str:
+        return f"w{self.index}"
+
+    @property
+    def factor(self) -> float:
+        """The constant multiplying W in the delivery: sign (1 if unsigned) times gain."""
+        return (self.sign if self.sign != 0 else 1) * self.gain
+
+
+@dataclass
+class Op:
+    kind: str  # input | deliver | integrate | record
+    name: str  # the population or projection it acts on
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    order: int = 0  # declaration order, the tie-break
+
+
+@dataclass
+class Program:
+    name: str
+    file: str
+    dtype: np.dtype
+    dt: float | None
+    seed: int
+    populations: dict[str, PopulationPlan]
+    projections: dict[str, ProjectionPlan]
+    ops: list[Op] = field(default_factory=list)
+    content_hash: str = ""
+
+    def incoming(self, population: str) -> list[ProjectionPlan]:
+        return [p for p in self.projections.values() if p.target == population]
+
+    def state_layout(self) -> dict[str, dict]:
+        """Every state array: shape (B for the batch), dtype and what it holds."""
+        layout = {}
+        dtype = str(np.dtype(self.dtype))
+        for p in self.populations.values():
+            layout[f"{p.name}.r"] = {"shape": [p.history, p.size, "B"], "dtype": dtype,
+                                     "holds": f"ring buffer of the last {p.history} rates"}
+            if p.role != "input":
+                layout[f"{p.name}.x"] = {"shape": [p.size, "B"], "dtype": dtype, "holds": "state"}
+            for c in p.compartments:
+                layout[f"{p.name}.{c}"] = {"shape": [p.size, "B"], "dtype": dtype,
+                                           "holds": f"summed input to compartment {c}"}
+        for q in self.projections.values():
+            w = q.weights
+            storage = "csr" if w.is_sparse else "dense"
+            layout[f"{q.name}.w"] = {"shape": list(w.shape), "dtype": dtype, "storage": storage, "nnz": w.nnz,
+                                     "holds": "magnitudes" if q.sign != 0 else "weights"}
+        return layout
+
+    def describe(self) -> str:
+        """A readable listing of the step, in order."""
+        lines = [f"program {self.name}: {len(self.populations)} populations, {len(self.projections)} projections",
+                 "", "one step, in order:"]
+        for i, op in enumerate(self.ops):
+            if op.kind == "deliver":
+                q = self.projections[op.name]
+                where = f".{q.compartment}" if q.compartment else ""
+                storage = "csr" if q.weights.is_sparse else "dense"
+                lines.append(f"  {i:3d}. deliver   {q.name}: {q.target}{where} += {q.factor:g} * W ({storage}, "
+                             f"{q.weights.nnz} synapses) @ r_{q.source}[n + 1 - {q.delay}]")
+            elif op.kind == "integrate":
+                p = self.populations[op.name]
+                lines.append(f"  {i:3d}. integrate {p.name}: x += {p.alpha:g} * (-x + input + bias)"
+                             + (f" + {np.sqrt(2 * p.alpha) * p.noise:g} * N(0, 1)" if p.noise else "")
+                             + f"; r = {p.activation}(x)")
+            elif op.kind == "input":
+                lines.append(f"  {i:3d}. input     {op.name}: r = the task's input at step n")
+            else:
+                lines.append(f"  {i:3d}. {op.kind:<9} {op.name}")
+        return "\n".join(lines)
