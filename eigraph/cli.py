@@ -168,6 +168,98 @@ def cmd_graph(args) -> int:
     return EXIT_OK
 
 
+def cmd_compile(args) -> int:
+    import json
+
+    import numpy as np
+
+    from eigraph.compile.lower import CompileError, content_hash, lower
+    from eigraph.fileio import atomic_write_bytes, atomic_write_text
+    from eigraph.model.load import check_path
+
+    if not Path(args.model).exists():
+        raise _Usage(f"no such file: '{args.model}'")
+    model, found, sources = check_path(args.model)
+    if model is None or any(d.is_error for d in found):
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+        return EXIT_ERRORS
+    out = Path(args.output or Path(args.model).stem + "_compiled")
+    if out.exists() and not out.is_dir():
+        raise _Usage(f"'{out}' exists and is not a folder")
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists() and not args.force:
+        raise _Usage(f"'{out}' already holds a compiled model; pass --force to replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Usage(f"cannot create '{out}': {exc.strerror}") from None
+    try:
+        program = lower(model.graph)
+    except CompileError as exc:
+        print(f"eigraph compile: error: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    from eigraph.runtime.simulator import Simulator
+
+    sim = Simulator(program, backend=args.backend, batch=args.batch)
+    written = []
+    source = sim.backend.source()
+    if source is not None:
+        atomic_write_text(out / "kernel.py", source)
+        written.append("kernel.py")
+    atomic_write_text(out / "program.txt", program.describe() + "\n")
+    written.append("program.txt")
+    import io
+
+    arrays = {}
+    for name, q in program.projections.items():
+        w = q.weights
+        if w.is_sparse:
+            arrays[f"{name}.indptr"], arrays[f"{name}.indices"], arrays[f"{name}.data"] = w.indptr, w.indices, w.data
+        else:
+            arrays[f"{name}.w"] = w.dense
+    for name, p in program.populations.items():
+        if isinstance(p.bias, np.ndarray):
+            arrays[f"{name}.bias"] = p.bias
+        if p.role != "input":
+            arrays[f"{name}.x0"] = sim.read(f"{name}.x").T.copy()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(out / "initial_state.npz", buffer.getvalue())
+    written.append("initial_state.npz")
+    versions = {"eigraph": __version__, "numpy": np.__version__}
+    try:
+        import numba
+
+        versions["numba"] = numba.__version__
+    except ImportError:
+        pass
+    manifest = {
+        "model": str(Path(args.model).resolve()),
+        "network": program.name,
+        "backend": args.backend,
+        "batch": args.batch,
+        "precision": str(np.dtype(program.dtype)),
+        "dt": program.dt,
+        "seed": program.seed,
+        "content_hash": content_hash(model.graph, program),
+        "versions": versions,
+        "populations": {name: {"size": p.size, "role": p.role, "sign": p.sign, "alpha": p.alpha,
+                               "activation": p.activation, "noise": p.noise, "history": p.history,
+                               "bias": "per neuron (initial_state.npz)" if isinstance(p.bias, np.ndarray) else p.bias}
+                        for name, p in program.populations.items()},
+        "projections": {name: {"source": q.source, "target": q.target, "compartment": q.compartment,
+                               "delay": q.delay, "factor": q.factor, "storage": "csr" if q.weights.is_sparse else "dense",
+                               "synapses": q.weights.nnz, "learn": q.learn}
+                        for name, q in program.projections.items()},
+        "state_layout": program.state_layout(),
+        "step": [f"{op.kind} {op.name}" for op in program.ops],
+        "files": written + ["manifest.json"],
+    }
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    print(f"compiled {args.model} ({args.backend}) into {out}/: " + ", ".join(written + ["manifest.json"]))
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's usage errors: exit 2 with the usage line
         self.print_usage(sys.stderr)
@@ -203,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("compile", help="generate the kernels and write them with a manifest and the initial state")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: MODEL_compiled)")
+    p.add_argument("--backend", choices=("numpy", "numba"), default="numba")
+    p.add_argument("--batch", type=int, default=1, help="batch size the kernels are compiled for")
+    p.add_argument("--force", action="store_true", help="replace an existing compiled folder")
+    p.set_defaults(func=cmd_compile)
     return parser
 
 

@@ -136,6 +136,17 @@ class Model:
     diagnostics: list = field(default_factory=list)
     graph: Any = None
 
+    def compile(self, backend: str = "numba", batch: int = 1, seed: int | None = None):
+        """Lower the graph to a Program and return a :class:`~eigraph.runtime.simulator.Simulator`.
+
+        ``backend``: ``numba`` (fused CPU kernels) or ``numpy`` (the reference). ``seed``
+        overrides the network's seed for the noise stream; the weights always follow the model.
+        """
+        from eigraph.compile.lower import lower
+        from eigraph.runtime.simulator import Simulator
+
+        return Simulator(lower(self.graph), backend=backend, batch=batch, seed=seed)
+
     @property
     def errors(self):
         return [d for d in self.diagnostics if d.is_error]
