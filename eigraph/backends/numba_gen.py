@@ -10,13 +10,17 @@ folds into the machine code.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 
 import numpy as np
 
 from eigraph import __version__
 from eigraph.compile.cache import file_lock, load_module
+from eigraph.backends.numba_rules import RuleEmitter, reads_reward, reads_target
 from eigraph.compile.program import PopulationPlan, Program
+from eigraph.runtime.errors import InputError
 
 PARALLEL_MIN_ELEMENTS = 1 << 15  # neurons x batch of the largest population before prange pays off
 
@@ -68,10 +72,16 @@ def recordables(program: Program) -> list[str]:
     return names
 
 
-def generate(program: Program, parallel: bool) -> tuple[str, list[tuple[str, str]]]:
-    """The kernel's source and its arguments as (argument name, what it is)."""
+def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
+    """The kernel's source and its arguments as (argument name, what it is).
+
+    Each population update and each rule is its own small ``@njit`` function, called from the
+    driver loop ``run_chunk``: LLVM's optimisation time grows faster than linearly with the size
+    of a function, and a population large enough for threads gets ``prange`` on its own.
+    """
     dtype = np.dtype(program.dtype).name
-    args: list[tuple[str, str]] = [("steps", "steps"), ("n0", "n0"), ("status", "status")]
+    args: list[tuple[str, str]] = [("steps", "steps"), ("n0", "n0"), ("status", "status"), ("learn", "learn"),
+                                   ("trial_end", "trial_end")]
     consts: list[str] = []
     pops = list(program.populations.values())
 
@@ -98,6 +108,13 @@ def generate(program: Program, parallel: bool) -> tuple[str, list[tuple[str, str
                      (f"{q.ident}_data", f"data:{q.name}")]
         else:
             args.append((q.ident, f"dense:{q.name}"))
+    emitters = [RuleEmitter(program, q, const) for q in program.plastic]
+    for emitter in emitters:
+        args += emitter.args()
+    for name in sorted({q.target for q in program.plastic if reads_target(q)}, key=lambda n: program.populations[n].index):
+        args.append((f"tgt_{program.populations[name].ident}", f"target:{name}"))
+    if any(reads_reward(q) for q in program.plastic):
+        args.append(("rew", "reward"))
     record_args = {}
     for k, name in enumerate(recordables(program)):
         record_args[name] = f"rec{k}"
@@ -128,13 +145,37 @@ def generate(program: Program, parallel: bool) -> tuple[str, list[tuple[str, str
             const(f"GAIN_{p.ident}_{c}", gain, f"{c}_gain of {p.name}")
     for q in program.projections.values():
         const(f"F_{q.ident}", q.factor, f"sign * gain of {q.name}")
-    loop = "prange" if parallel else "range"
-
     body(f"B = r_{pops[0].ident}.shape[2]  # batch" if pops else "B = 1")
     for q in program.projections.values():
         if q.weights.is_sparse:
             body(f"s_{q.ident} = np.empty(({program.populations[q.target].size}, B), dtype=np.{dtype})"
                  f"  # rows of {q.name}")
+    if emitters:
+        const("DT", program.dt or 1.0, "the time step in seconds, for traces")
+        body(f"INV_B = np.{dtype}(1.0 / B)")
+        for emitter in emitters:
+            for line in emitter.scratch():
+                body(line)
+    functions: list[tuple[str, list[str], list[str], bool]] = []
+    available = [name for name, _ in args] + ["t", "n", "cur", "nxt", "B", "INV_B"]
+    for q in program.projections.values():
+        if q.weights.is_sparse:
+            available.append(f"s_{q.ident}")
+    for emitter in emitters:
+        available += [line.split(" = ", 1)[0] for line in emitter.scratch()]
+
+    def call(name: str, emit, parallel: bool) -> None:
+        """Emit ``emit(writer)`` as the function ``name`` and a call to it in the time loop."""
+        sub = _Writer()
+        sub.indent = 1
+        emit(sub)
+        sub("return 0")
+        used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(sub.lines)))
+        params = [a for a in available if a in used]
+        functions.append((name, params, sub.lines, parallel))
+        body(f"if {name}({', '.join(params)}):")
+        body("    return")
+
     body("for t in range(steps):")
     with body.block():
         body("n = n0 + t")
@@ -146,7 +187,24 @@ def generate(program: Program, parallel: bool) -> tuple[str, list[tuple[str, str
                 body(f"# input {p.name}: the task's input at step n{_where(p.span)}")
                 body(f"r_{p.ident}[(n + 1) % {p.history}] = in_{p.ident}[t]")
             elif op.kind == "integrate":
-                _integrate(body, program, program.populations[op.name], loop)
+                p = program.populations[op.name]
+                parallel = p.size * batch >= PARALLEL_MIN_ELEMENTS
+                body(f"# integrate {p.name}{_where(p.span)}")
+                call(f"integrate_{p.ident}",
+                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range"), parallel)
+            elif op.kind == "learn":
+                emitter = next(e for e in emitters if e.q.name == op.name)
+                timing = "True" if emitter.rule.timing == "step" else "trial_end != 0 and t == steps - 1"
+                q = emitter.q
+                size = program.populations[q.source].size * program.populations[q.target].size
+                parallel = emitter.analysis.factorised and size * batch >= PARALLEL_MIN_ELEMENTS
+                emitter.parallel = parallel
+                body(f"# rule {emitter.rule.name} on {q.name}{_where(q.span)}")
+                body("if learn != 0:")
+                with body.block():
+                    call(f"learn_{q.ident}", lambda w_, e=emitter, tm=timing: e.emit(w_, tm), parallel)
+            elif op.kind == "update":
+                pass  # emitted with its rule: each rule reads only its own weights
             elif op.kind == "record":
                 body("# record")
                 for p in pops:
@@ -167,9 +225,16 @@ def generate(program: Program, parallel: bool) -> tuple[str, list[tuple[str, str
 
     w("")
     w("\n".join(consts))
+    for name, params, lines, parallel in functions:
+        w("")
+        w("")
+        flags = "cache=True, nogil=True, error_model='numpy'" + (", parallel=True" if parallel else "")
+        w(f"@njit({flags})")
+        w(f"def {name}({', '.join(params)}):")
+        w.lines += lines
     w("")
     w("")
-    flags = "cache=True, nogil=True, error_model='numpy'" + (", parallel=True" if parallel else "")
+    flags = "cache=True, nogil=True, error_model='numpy'"
     w(f"@njit({flags})")
     w("def run_chunk(")
     for name, what in args:
@@ -182,7 +247,7 @@ def generate(program: Program, parallel: bool) -> tuple[str, list[tuple[str, str
 def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) -> None:
     i = p.ident
     incoming = program.incoming(p.name)
-    body(f"# integrate {p.name} ({p.size} neurons, {p.activation}){_where(p.span)}")
+    body(f"# {p.name}: {p.size} neurons, {p.activation}{_where(p.span)}")
     terms: dict[str | None, list[str]] = {}
     sparse = []
     for q in incoming:
@@ -244,9 +309,9 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) ->
             body(f"for i in range({p.size}):")
             body(f"    r_{i}[(n + 1) % {p.history}, i, b] /= total")
     body("if chk != 0.0:")
-    body(f"    status[0] = n")
+    body("    status[0] = n")
     body(f"    status[1] = {p.index}")
-    body("    return")
+    body("    return 1")
 
 
 class NumbaBackend:
@@ -254,10 +319,9 @@ class NumbaBackend:
 
     def __init__(self, program: Program, batch: int):
         self.program = program
-        largest = max((p.size for p in program.populations.values()), default=0)
-        self.parallel = largest * batch >= PARALLEL_MIN_ELEMENTS
-        self.source_text, self.args = generate(program, self.parallel)
-        key = f"{program.content_hash}_{'par' if self.parallel else 'ser'}"
+        self.source_text, self.args = generate(program, batch)
+        self.parallel = "parallel=True" in self.source_text
+        key = hashlib.sha256(self.source_text.encode()).hexdigest()[:24]  # the code itself (Brian2's key)
         self.key = key
         self.module, self.path = load_module(self.source_text, key, "numba")
         self.kernel = self.module.run_chunk
@@ -271,7 +335,7 @@ class NumbaBackend:
         from eigraph.compile.cache import cache_root
 
         with file_lock(cache_root() / "numba" / f"eigraph_{self.key}.lock"):
-            self.run(sim, 0, self._empty_inputs(sim), self._empty_noise(sim), {})
+            self.run(sim, 0, self._empty_inputs(sim), self._empty_noise(sim), {}, {}, None, False, False)
 
     def _empty_inputs(self, sim):
         return {p.name: np.zeros((0, p.size, sim.batch), dtype=self.program.dtype)
@@ -281,7 +345,13 @@ class NumbaBackend:
         return {p.name: np.zeros((0, p.size, sim.batch), dtype=self.program.dtype)
                 for p in self.program.populations.values() if p.noise and p.role != "input"}
 
-    def _arguments(self, sim, steps, inputs, noise, records) -> list:
+    def _mask(self, name: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_masks", {})
+        if name not in cache:
+            cache[name] = np.ascontiguousarray(self.program.projections[name].weights.mask, dtype=np.uint8)
+        return cache[name]
+
+    def _arguments(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end) -> list:
         program = self.program
         status = np.full(2, -1, dtype=np.int64)
         out = []
@@ -293,6 +363,32 @@ class NumbaBackend:
                 out.append(sim.n)
             elif kind == "status":
                 out.append(status)
+            elif kind == "learn":
+                out.append(1 if learn else 0)
+            elif kind == "trial_end":
+                out.append(1 if trial_end else 0)
+            elif kind == "trace":
+                out.append(sim.traces[target])
+            elif kind == "mask":
+                out.append(self._mask(target))
+            elif kind == "target":
+                if target in targets:
+                    out.append(targets[target])
+                elif learn:
+                    q = next(q for q in program.plastic if q.target == target and reads_target(q))
+                    raise InputError(f"rule {q.rule.name} on {q.name} reads 'target', but no targets were given "
+                                     f"for '{target}': pass run(..., targets=...)")
+                else:
+                    out.append(np.zeros((0, program.populations[target].size, sim.batch), dtype=program.dtype))
+            elif kind == "reward":
+                if reward is not None:
+                    out.append(reward)
+                elif learn:
+                    q = next(q for q in program.plastic if reads_reward(q))
+                    raise InputError(f"rule {q.rule.name} on {q.name} reads 'reward', but no reward was given: "
+                                     "pass run(..., reward=...)")
+                else:
+                    out.append(np.zeros((0, sim.batch), dtype=program.dtype))
             elif kind == "input":
                 out.append(inputs[target])
             elif kind == "x":
@@ -316,10 +412,16 @@ class NumbaBackend:
                     out.append(np.zeros((0,) + shape, dtype=program.dtype))
         return out, status
 
-    def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict):
-        arguments, status = self._arguments(sim, steps, inputs, noise, records)
+    def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets=None, reward=None,
+            learn: bool = True, trial_end: bool = True):
+        arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
+                                            trial_end)
         self.kernel(*arguments)
         if status[0] >= 0:
-            return int(status[0]), self._names[int(status[1])]
+            code = int(status[1])
+            if code >= 1000:
+                projection = next(q.name for q in self.program.projections.values() if q.index == code - 1000)
+                return int(status[0]), ("rule", projection)
+            return int(status[0]), self._names[code]
         sim.n += steps
         return None

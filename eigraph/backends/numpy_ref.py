@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from eigraph.compile.program import Program
+from eigraph.compile.program import Program, ProjectionPlan
+from eigraph.expr.numpy_eval import evaluate_array
+from eigraph.runtime.errors import InputError
 
 
 def activation(name: str, x: np.ndarray) -> np.ndarray:
@@ -41,13 +43,16 @@ class NumpyBackend:
     def source(self) -> str | None:
         return None
 
-    def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict) -> tuple[int, str] | None:
-        """Advance ``sim`` by ``steps``; returns (step, population) of the first non-finite state, or None."""
+    def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets: dict | None = None,
+            reward: np.ndarray | None = None, learn: bool = True, trial_end: bool = True):
+        """Advance ``sim`` by ``steps``. Returns None, or (step, what) for the first non-finite value:
+        ``what`` is a population name, or ``("rule", projection name)`` for weights."""
         program = self.program
         for t in range(steps):
             n = sim.n
             now, nxt = n % 2, (n + 1) % 2
             summed: dict[tuple[str, str | None], np.ndarray] = {}
+            pending: dict[str, np.ndarray] = {}
             for op in program.ops:
                 if op.kind == "input":
                     p = program.populations[op.name]
@@ -84,5 +89,128 @@ class NumpyBackend:
                 elif op.kind == "record":
                     for key, array in records.items():
                         array[t] = sim.read(key, after=n + 1)
+                elif op.kind == "learn" and learn:
+                    q = program.projections[op.name]
+                    apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
+                    dw = self.learn(sim, q, n, t, targets or {}, reward, apply)
+                    if dw is not None:
+                        pending[q.name] = dw
+                elif op.kind == "update" and op.name in pending:
+                    q = program.projections[op.name]
+                    apply_update(program, q, pending[op.name])
+                    if not np.isfinite(q.weights.values()).all():
+                        return n, ("rule", q.name)
             sim.n += 1
         return None
+
+    def learn(self, sim, q: ProjectionPlan, n: int, t: int, targets: dict, reward, apply: bool):
+        """One step of a rule: traces integrated (Euler, the model's dt), then dw (batch-averaged)
+        when ``apply``. Evaluated in a (post x pre x batch) frame, the plainest reading of the rule."""
+        program, rule = self.program, q.rule
+        pre_pop, post_pop = program.populations[q.source], program.populations[q.target]
+        pre = sim.r[q.source][(n + 1 - q.delay) % pre_pop.history]
+        post = sim.r[q.target][(n + 1) % post_pop.history]
+        w = q.weights
+        weights = w.to_dense() if w.is_sparse else w.dense
+        n_post, n_pre, batch = post.shape[0], pre.shape[0], sim.batch
+        rows = np.repeat(np.arange(n_post), np.diff(w.indptr)) if w.is_sparse else None
+        dt = program.dt or 1.0
+        temps: dict[str, np.ndarray] = {}
+
+        def trace_frame(name):
+            value = sim.traces[f"{q.name}:{name}"]
+            kind, batched = rule.analysis.trace_shape[name], rule.analysis.batched[name]
+            if kind == "syn" and w.is_sparse:
+                full = np.zeros((n_post, n_pre) + value.shape[1:], dtype=value.dtype)
+                full[rows, w.indices] = value
+                value = full
+            if not batched and kind != "const":
+                value = value[..., None]
+            if kind == "pre":
+                return value[None]
+            if kind == "post":
+                return value[:, None]
+            if kind == "syn":
+                return value
+            return value[None, None, :] if batched else value[0]
+
+        def lookup(name):
+            if name == "pre":
+                return pre[None]
+            if name == "post":
+                return post[:, None]
+            if name == "post.x":
+                return sim.x[q.target][(n + 1) % 2][:, None]
+            if name.startswith("post."):
+                return sim.compartment[f"{q.target}.{name[5:]}"][:, None]
+            if name == "w":
+                return weights[:, :, None]
+            if name == "target":
+                if q.target not in targets:
+                    raise InputError(f"rule {rule.name} on {q.name} reads 'target', but no targets were given "
+                                     f"for '{q.target}': pass run(..., targets=...)")
+                return targets[q.target][t][:, None]
+            if name == "reward":
+                if reward is None:
+                    raise InputError(f"rule {rule.name} on {q.name} reads 'reward', but no reward was given: "
+                                     "pass run(..., reward=...)")
+                return reward[t][None, None, :]
+            if name == "dt":
+                return dt
+            if name == "t":
+                return (n + 1) * dt
+            if name in rule.params:
+                return rule.params[name]
+            if name in temps:
+                return temps[name]
+            return trace_frame(name)
+
+        def mean(name):
+            return (pre if name == "pre" else post).mean(axis=0)[None, None, :]
+
+        frame = (n_post, n_pre, batch)
+        dw = None
+        for statement in rule.statements:
+            if statement.kind == "init":
+                continue
+            value = evaluate_array(statement.value, lookup, mean)
+            if statement.kind == "ode":
+                key = f"{q.name}:{statement.target}"
+                full = np.broadcast_to(np.asarray(value, dtype=program.dtype), frame)
+                kind = rule.analysis.trace_shape[statement.target]
+                reduced = {"pre": lambda: full[0], "post": lambda: full[:, 0], "const": lambda: full[0, 0],
+                           "syn": lambda: full[rows, w.indices] if w.is_sparse else full}[kind]()
+                if not rule.analysis.batched[statement.target]:
+                    reduced = reduced.mean(axis=-1)
+                sim.traces[key][...] = sim.traces[key] + dt * np.reshape(reduced, sim.traces[key].shape)
+            elif statement.target == "dw":
+                if apply:
+                    full = np.broadcast_to(np.asarray(value, dtype=program.dtype), frame).mean(axis=-1)
+                    dw = full[rows, w.indices] if w.is_sparse else full
+            else:
+                temps[statement.target] = value
+        return dw
+
+
+def apply_update(program: Program, q: ProjectionPlan, dw: np.ndarray) -> None:
+    """W += dw on the synapses that exist, then the constraints in order: the Dale clip of
+    magnitudes at 0, bounds, then normalize (each row's L1 sum)."""
+    w = q.weights
+    values = w.data if w.is_sparse else w.dense
+    values += dw.astype(values.dtype)
+    if program.dale and q.sign != 0:
+        np.maximum(values, 0, out=values)
+    if q.bounds:
+        np.clip(values, q.bounds[0], q.bounds[1], out=values)
+    if not w.is_sparse and w.mask is not None:
+        values[~w.mask] = 0
+    if q.normalize:
+        if w.is_sparse:
+            rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+            sums = np.bincount(rows, weights=np.abs(values), minlength=w.shape[0])
+            scale = np.where(sums > 0, q.normalize / np.where(sums > 0, sums, 1), 1.0)
+            values *= scale[rows].astype(values.dtype)
+        else:
+            sums = np.abs(values).sum(axis=1)
+            scale = np.where(sums > 0, q.normalize / np.where(sums > 0, sums, 1), 1.0)
+            values *= scale[:, None].astype(values.dtype)

@@ -13,7 +13,10 @@ import networkx as nx
 import numpy as np
 
 from eigraph.compile.connectivity import build_weights, draw, projection_rng
-from eigraph.compile.program import Op, PopulationPlan, Program, ProjectionPlan
+from eigraph.compile.program import Op, PopulationPlan, Program, ProjectionPlan, RulePlan
+from eigraph.compile.rules import analyse
+from eigraph.expr import ast as ex
+from eigraph.expr.evaluate import EvalError, Value, evaluate
 from eigraph.model.graph import signature
 
 
@@ -46,13 +49,64 @@ def lower(graph: nx.MultiDiGraph) -> Program:
             delay=edge["delay"], sign=edge["sign"], gain=edge["gain"], weights=weights, span=edge["span"],
             learn=edge["learn"], bounds=tuple(edge["bounds"]) if edge["bounds"] else None,
             normalize=edge["normalize"])
+        if edge["learn"]:
+            projections[key].rule = bind_rule(graph, edge)
     program = Program(graph.graph["name"], graph.graph["file"], dtype, graph.graph["dt"], seed, populations,
-                      projections)
+                      projections, dale=graph.graph["dale"])
     if graph.graph["spectral_radius"]:
         rescale_recurrent(program, graph.graph["spectral_radius"])
     program.ops = order_ops(program)
     program.content_hash = content_hash(graph, program)
     return program
+
+
+def bind_rule(graph, edge: dict) -> RulePlan:
+    """The rule of a projection with its argument values; compartment parameters substituted."""
+    from eigraph.frontend.dsl import parse_document
+
+    learn = edge["learn"]
+    spec = graph.graph["rules"][learn["rule"]]
+    doc, problems = parse_document(spec["text"], f"<rule {learn['rule']}>")
+    if doc is None or problems or not doc.rules:  # the text was printed by us from a checked rule
+        raise CompileError(f"rule {learn['rule']} could not be re-read: {problems}")
+    statements = doc.rules[0].body
+    args = dict(learn["args"])
+    names = {k: v for k, v in args.items() if isinstance(v, str)}
+    if names:
+        statements = [_substitute(s, names) for s in statements]
+    params = {k: float(v) for k, v in args.items() if not isinstance(v, str)}
+    env = {k: Value(v) for k, v in params.items()}
+    trace_init = {}
+    for s in statements:
+        if s.kind == "init":
+            try:
+                trace_init[s.target] = evaluate(s.value, env).magnitude
+            except EvalError as exc:
+                raise CompileError(f"initial value of {s.target} in rule {learn['rule']}: {exc.message}") from None
+    traces = [s.target for s in statements if s.kind == "ode"]
+    if traces and graph.graph["dt"] is None:
+        raise CompileError(f"rule {learn['rule']} on {edge['name']} integrates traces ({', '.join(traces)}), which "
+                           "needs the network's dt: set dt in the network block")
+    analysis = analyse(statements, set(params))
+    return RulePlan(learn["rule"], spec["timing"], params, statements, analysis, trace_init, spec["text"])
+
+
+def _substitute(statement, names: dict[str, str]):
+    """post.PARAM -> post.VALUE for compartment-name parameters."""
+    import dataclasses
+
+    def rewrite(expr):
+        if isinstance(expr, ex.Name) and len(expr.parts) == 2 and expr.parts[0] == "post" and expr.parts[1] in names:
+            return ex.Name(("post", names[expr.parts[1]]), span=expr.span)
+        if isinstance(expr, ex.BinOp):
+            return ex.BinOp(expr.op, rewrite(expr.left), rewrite(expr.right), span=expr.span)
+        if isinstance(expr, ex.Neg):
+            return ex.Neg(rewrite(expr.operand), span=expr.span)
+        if isinstance(expr, ex.Call):
+            return ex.Call(expr.func, tuple(rewrite(a) for a in expr.args), expr.kwargs, span=expr.span)
+        return expr
+
+    return dataclasses.replace(statement, value=rewrite(statement.value))
 
 
 def recurrent_projections(program: Program) -> list[ProjectionPlan]:
@@ -109,6 +163,10 @@ def order_ops(program: Program) -> list[Op]:
         if p.role != "input":
             ops.append(Op("integrate", p.name, (f"in:{p.name}",), (f"r:{p.name}", f"x:{p.name}"), order=len(ops)))
     ops.append(Op("record", "*", tuple(f"r:{p}" for p in program.populations), (), order=len(ops)))
+    for q in program.plastic:  # rules see this step's rates; no rule sees another's half-done update
+        ops.append(Op("learn", q.name, tuple(f"r:{p}" for p in program.populations), ("dw",), order=len(ops)))
+    for q in program.plastic:
+        ops.append(Op("update", q.name, ("dw",), (f"w:{q.name}",), order=len(ops)))
     writers: dict[str, list[int]] = {}
     for i, op in enumerate(ops):
         for value in op.writes:

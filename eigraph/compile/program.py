@@ -45,6 +45,33 @@ class PopulationPlan:
 
 
 @dataclass
+class RulePlan:
+    """A learning rule bound to one projection: parameter values (SI units), statements with
+    compartment-name parameters substituted, the analysis (trace shapes, factorisation) and
+    the traces' initial values."""
+
+    name: str
+    timing: str  # step | trial
+    params: dict[str, float]
+    statements: list
+    analysis: object  # eigraph.compile.rules.RuleAnalysis
+    trace_init: dict[str, float]
+    text: str = ""
+
+    def trace_shape(self, trace: str, n_post: int, n_pre: int, nnz: int | None, batch: int) -> tuple[int, ...]:
+        """pre: (N_pre[, B]); post: (N_post[, B]); syn: (N_post, N_pre[, B]) dense or (nnz[, B]) CSR;
+        const: (B,) or (1,). The batch axis is absent for ``: shared`` traces."""
+        kind = self.analysis.trace_shape[trace]
+        batched = self.analysis.batched[trace]
+        base = {"pre": (n_pre,), "post": (n_post,), "const": ()}.get(kind)
+        if kind == "syn":
+            base = (nnz,) if nnz is not None else (n_post, n_pre)
+        if batched:
+            return base + (batch,)
+        return base if base else (1,)
+
+
+@dataclass
 class ProjectionPlan:
     name: str
     index: int
@@ -59,6 +86,7 @@ class ProjectionPlan:
     learn: dict | None = None
     bounds: tuple | None = None
     normalize: float | None = None
+    rule: RulePlan | None = None
 
     @property
     def ident(self) -> str:
@@ -90,6 +118,11 @@ class Program:
     projections: dict[str, ProjectionPlan]
     ops: list[Op] = field(default_factory=list)
     content_hash: str = ""
+    dale: bool = True
+
+    @property
+    def plastic(self) -> list[ProjectionPlan]:
+        return [q for q in self.projections.values() if q.rule is not None]
 
     def incoming(self, population: str) -> list[ProjectionPlan]:
         return [p for p in self.projections.values() if p.target == population]
@@ -131,6 +164,16 @@ class Program:
                              + f"; r = {p.activation}(x)")
             elif op.kind == "input":
                 lines.append(f"  {i:3d}. input     {op.name}: r = the task's input at step n")
+            elif op.kind == "learn":
+                q = self.projections[op.name]
+                how = "matrix products" if q.rule.analysis.factorised else "per-synapse kernel"
+                lines.append(f"  {i:3d}. learn     {q.name}: rule {q.rule.name} on {q.rule.timing} ({how})")
+            elif op.kind == "update":
+                q = self.projections[op.name]
+                steps = ["W += dw"] + (["clip at 0 (Dale)"] if self.dale and q.sign else []) + (
+                    [f"bounds {list(q.bounds)}"] if q.bounds else []) + (
+                    [f"normalize rows to {q.normalize:g}"] if q.normalize else [])
+                lines.append(f"  {i:3d}. update    {q.name}: " + ", then ".join(steps))
             else:
                 lines.append(f"  {i:3d}. {op.kind:<9} {op.name}")
         return "\n".join(lines)

@@ -14,6 +14,7 @@ import numpy as np
 
 from eigraph.compile.connectivity import Weights, projection_rng
 from eigraph.compile.program import Program
+from eigraph.expr import ast as ex
 from eigraph.runtime.errors import InputError, SimulationError
 
 NOISE_CHUNK_BYTES = 64 * 1024 * 1024  # noise is drawn for this many bytes of steps at a time
@@ -117,6 +118,13 @@ class Simulator:
                 self.r[p.name][...] = rest  # every earlier step was at rest
             for c in p.compartments:
                 self.compartment[f"{p.name}.{c}"] = np.zeros((p.size, batch), dtype=dtype)
+        self.traces: dict[str, np.ndarray] = {}
+        for q in program.plastic:
+            pre, post = program.populations[q.source].size, program.populations[q.target].size
+            nnz = q.weights.nnz if q.weights.is_sparse else None
+            for trace in q.rule.analysis.trace_shape:
+                shape = q.rule.trace_shape(trace, post, pre, nnz, batch)
+                self.traces[f"{q.name}:{trace}"] = np.full(shape, q.rule.trace_init.get(trace, 0.0), dtype=dtype)
         self.noise_rng = projection_rng(self.seed, program.name, "noise")
         if weights:
             for name, initial in self._initial_weights.items():
@@ -196,31 +204,49 @@ class Simulator:
             raise InputError(f"steps must be a whole number >= 0, got {steps}")
         return arrays, int(steps)
 
-    def run(self, inputs=None, steps: int | None = None, record=None) -> dict[str, np.ndarray]:
+    def run(self, inputs=None, steps: int | None = None, record=None, targets=None, reward=None,
+            learn: bool = True, every: int | None = None, callback=None) -> dict[str, np.ndarray]:
         """Run ``steps`` steps (or as many as the inputs have), continuing from the current state.
 
         ``inputs``: an array (time x batch x neurons) for a model with one input population, or a
-        dict by input population name; missing inputs are 0. ``record``: names such as ``"E.r"``,
-        ``"E.x"``, ``"H1.E.apical"``; by default every population's rate. Returns the recorded
-        arrays by name, time x batch x neurons. A run whose state becomes NaN or infinite stops
-        with :class:`SimulationError`; the state is then the one before the failing step.
+        dict by input population name; missing inputs are 0. ``targets``: the same for the
+        populations whose rules read ``target``. ``reward``: per step and batch element (T x B),
+        per batch element (B,), or one number. ``learn=False`` runs without plasticity.
+        ``record``: names such as ``"E.r"``, ``"E.x"``, ``"H1.E.apical"`` (time x batch x neurons)
+        and ``"E->E.w"`` (weights, post x pre, taken every ``every`` steps and at the end); by
+        default every population's rate. ``callback(sim)`` is called every ``every`` steps and may
+        read or write ``sim.weights``. One call is one trial for ``on trial`` rules.
+
+        A run whose state or weights become NaN or infinite stops with :class:`SimulationError`;
+        the state is then the one before the failing step.
         """
         arrays, steps = self._inputs(inputs, steps)
         program = self.program
+        target_arrays = self._targets(targets, steps)
+        reward_array = self._reward(reward, steps)
         if record is None:
             record = [f"{p}.r" for p in program.populations]
         elif isinstance(record, str):
             record = [record]
+        weight_records = [name[:-2] for name in record if name.endswith(".w") and name[:-2] in program.projections]
+        record = [name for name in record if name[:-2] not in weight_records or not name.endswith(".w")]
         for name in record:
             self.read(name)  # raises a clear KeyError for unknown names
+        if every is not None and (int(every) != every or every < 1):
+            raise InputError(f"every must be a whole number of steps >= 1, got {every}")
         dtype = program.dtype
         out = {name: np.empty((steps, self.read(name).shape[0], self.batch), dtype=dtype) for name in record}
+        weights_out: dict[str, list[np.ndarray]] = {name: [] for name in weight_records}
         noisy = [p for p in program.populations.values() if p.noise and p.role != "input"]
         per_step = sum(p.size for p in noisy) * self.batch * np.dtype(dtype).itemsize
         chunk = max(1, min(steps, NOISE_CHUNK_BYTES // per_step)) if per_step else max(steps, 1)
+        if every:
+            chunk = min(chunk, int(every))
         done = 0
         while done < steps:
             length = min(chunk, steps - done)
+            if every:
+                length = min(length, int(every) - (done % int(every)))
             inputs_chunk = {}
             for p in program.populations.values():
                 if p.role == "input":
@@ -232,21 +258,82 @@ class Simulator:
             noise = {p.name: self.noise_rng.standard_normal((length, p.size, self.batch), dtype=dtype)
                      for p in noisy}
             records = {name: array[done:done + length] for name, array in out.items()}
+            targets_chunk = {name: np.ascontiguousarray(array[done:done + length].transpose(0, 2, 1), dtype=dtype)
+                             for name, array in target_arrays.items()}
+            reward_chunk = None if reward_array is None else np.ascontiguousarray(reward_array[done:done + length])
             start = self.n
-            failure = self.backend.run(self, length, inputs_chunk, noise, records)
+            final = done + length == steps
+            failure = self.backend.run(self, length, inputs_chunk, noise, records, targets_chunk, reward_chunk,
+                                       learn, final)
             if failure is not None:
-                step, population = failure
+                step, what = failure
                 finished = done + step - start  # steps of this call that completed
                 kept = {name: np.ascontiguousarray(array[:finished].transpose(0, 2, 1)) for name, array in out.items()}
                 self.n = step
-                raise SimulationError(
-                    f"the state of population '{population}' became NaN or infinite at step {step} "
-                    f"(t = {step * program.dt * 1e3:g} ms)" if program.dt else
-                    f"the state of population '{population}' became NaN or infinite at step {step}",
-                    step=step, population=population, records=kept)
+                when = f"at step {step}" + (f" (t = {step * program.dt * 1e3:g} ms)" if program.dt else "")
+                if isinstance(what, tuple):
+                    projection = what[1]
+                    rule = program.projections[projection].rule.name
+                    raise SimulationError(f"rule '{rule}' drove the weights of {projection} to NaN or infinity "
+                                          f"{when}; lower its learning rate, or add bounds", step=step,
+                                          population=None, records=kept)
+                raise SimulationError(f"the state of population '{what}' became NaN or infinite {when}",
+                                      step=step, population=what, records=kept)
             assert self.n == start + length
             done += length
-        return {name: np.ascontiguousarray(array.transpose(0, 2, 1)) for name, array in out.items()}
+            if every and (done % int(every) == 0 or done == steps):
+                for name in weight_records:
+                    weights_out[name].append(self.weights[name])
+                if callback is not None and done % int(every) == 0:
+                    callback(self)
+        for name in weight_records:
+            if not weights_out[name] or not every:
+                weights_out[name] = [self.weights[name]] if not weights_out[name] else weights_out[name]
+        result = {name: np.ascontiguousarray(array.transpose(0, 2, 1)) for name, array in out.items()}
+        result.update({f"{name}.w": np.stack(values) for name, values in weights_out.items()})
+        return result
+
+    def _targets(self, targets, steps: int) -> dict[str, np.ndarray]:
+        program = self.program
+        readers = [q.target for q in program.plastic
+                   if any(isinstance(n, ex.Name) and n.dotted == "target"
+                          for s in q.rule.statements for n in ex.walk(s.value))]
+        if targets is None:
+            return {}
+        if not isinstance(targets, Mapping):
+            candidates = sorted(set(readers))
+            if len(candidates) != 1:
+                raise InputError("pass targets as a dict {population: array}: "
+                                 f"{len(candidates)} populations have rules that read 'target'")
+            targets = {candidates[0]: targets}
+        out = {}
+        for name, value in targets.items():
+            if name not in program.populations or program.populations[name].role == "input":
+                raise InputError(f"targets for '{name}': not a hidden or readout population")
+            size = program.populations[name].size
+            array = np.asarray(value)
+            if array.shape != (steps, self.batch, size):
+                raise InputError(f"targets for '{name}' must have shape (time, batch, neurons) = "
+                                 f"({steps}, {self.batch}, {size}), got {array.shape}")
+            if not np.isfinite(array).all():
+                raise InputError(f"targets for '{name}' contain NaN or infinite values")
+            out[name] = array
+        return out
+
+    def _reward(self, reward, steps: int):
+        if reward is None:
+            return None
+        array = np.asarray(reward, dtype=self.program.dtype)
+        if array.ndim == 0:
+            array = np.full((steps, self.batch), array, dtype=self.program.dtype)
+        elif array.shape == (self.batch,):
+            array = np.broadcast_to(array, (steps, self.batch))
+        if array.shape != (steps, self.batch):
+            raise InputError(f"reward must be one number, one per batch element ({self.batch},), or per step "
+                             f"({steps}, {self.batch}); got {np.asarray(reward).shape}")
+        if not np.isfinite(array).all():
+            raise InputError("reward contains NaN or infinite values")
+        return array
 
     # checkpoints -------------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -269,6 +356,8 @@ class Simulator:
             arrays[f"r/{name}"] = value
         for name, value in self.compartment.items():
             arrays[f"c/{name}"] = value
+        for name, value in self.traces.items():
+            arrays[f"t/{name}"] = value
         meta = {"format": FORMAT_VERSION, "hash": self.program.content_hash, "n": self.n, "batch": self.batch,
                 "seed": self.seed, "noise_state": self.noise_rng.bit_generator.state}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -300,6 +389,8 @@ class Simulator:
                 self.r[name][...] = data[f"r/{name}"]
             for name in self.compartment:
                 self.compartment[name][...] = data[f"c/{name}"]
+            for name in self.traces:
+                self.traces[name][...] = data[f"t/{name}"]
         self.n = meta["n"]
         self.noise_rng.bit_generator.state = meta["noise_state"]
 

@@ -1,0 +1,417 @@
+"""Numba code for learning rules (one projection at a time), matching the NumPy reference.
+
+Statements run in the order written, grouped by the side they live on: per batch element
+(``const``), per source neuron (``pre``), per target neuron (``post``), per synapse (``syn``).
+A statement only reads its own side or lower ones, so grouping keeps the written order, except
+where a statement reads a trace before its equation updates it: then it reads a snapshot.
+
+A factorised ``dw`` is a sum of terms ``post_factor x pre_factor^T / B`` (one BLAS product per
+term) times a power of ``w``; the update, the Dale clip, bounds, the mask and normalisation
+are one pass over each row of W.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eigraph.compile.program import Program, ProjectionPlan
+from eigraph.compile.rules import BATCH, CONST, POST, PRE, SYN, expression_sides, term_factor
+from eigraph.expr import ast as ex
+from eigraph.model import units
+
+_ORDER = {CONST: 0, PRE: 1, POST: 1, SYN: 2}
+
+
+def reads_target(q: ProjectionPlan) -> bool:
+    return any(isinstance(n, ex.Name) and n.dotted == "target" for s in q.rule.statements for n in ex.walk(s.value))
+
+
+def reads_reward(q: ProjectionPlan) -> bool:
+    return any(isinstance(n, ex.Name) and n.dotted == "reward" for s in q.rule.statements for n in ex.walk(s.value))
+
+
+class RuleEmitter:
+    """Emits the learn-and-update code of one plastic projection into the kernel body."""
+
+    def __init__(self, program: Program, q: ProjectionPlan, const):
+        self.program, self.q, self.rule = program, q, q.rule
+        self.const = const  # const(name, value, comment) -> constant name (module global)
+        self.id = q.ident
+        self.pre_pop = program.populations[q.source]
+        self.post_pop = program.populations[q.target]
+        self.sparse = q.weights.is_sparse
+        self.analysis = q.rule.analysis
+        self.numbers: dict[float, str] = {}
+        self.snapshots: dict[str, set[int]] = {}  # trace -> statement positions that read its old value
+        statements = [s for s in self.rule.statements if s.kind != "init"]
+        self.statements = statements
+        known = self.analysis.sides
+        self.side = {}
+        for pos, s in enumerate(statements):
+            self.side[pos] = _kind(expression_sides(s.value, known) | (known.get(s.target, set()) if s.kind == "ode" else set()))
+            if s.kind == "ode":
+                self.side[pos] = self.analysis.trace_shape[s.target]
+        self.ode_pos = {s.target: pos for pos, s in enumerate(statements) if s.kind == "ode"}
+        self.temps = {s.target: pos for pos, s in enumerate(statements) if s.kind == "let" and s.target != "dw"}
+        for pos, s in enumerate(statements):
+            for node in ex.walk(s.value):
+                if isinstance(node, ex.Name) and node.dotted in self.ode_pos:
+                    trace_pos = self.ode_pos[node.dotted]
+                    is_dw = s.kind == "let" and s.target == "dw"
+                    later_group = _ORDER[self.side[pos]] > _ORDER[self.analysis.trace_shape[node.dotted]]
+                    if pos < trace_pos and (later_group or is_dw):
+                        self.snapshots.setdefault(node.dotted, set()).add(pos)
+
+    # names ---------------------------------------------------------------------------------
+    def trace_var(self, name: str) -> str:
+        return f"tr_{self.id}_{name}"
+
+    def temp_var(self, name: str) -> str:
+        return f"tm_{self.id}_{name}"
+
+    def args(self) -> list[tuple[str, str]]:
+        out = [(self.trace_var(t), f"trace:{self.q.name}:{t}") for t in self.analysis.trace_shape]
+        if not self.sparse and self.q.weights.mask is not None:
+            out.append((f"{self.id}_mask", f"mask:{self.q.name}"))
+        return out
+
+    def number(self, value: float) -> str:
+        if value not in self.numbers:
+            self.numbers[value] = self.const(f"K_{self.id}_{len(self.numbers)}", value, f"a number in rule {self.rule.name}")
+        return self.numbers[value]
+
+    # expressions -----------------------------------------------------------------------------
+    def expr(self, e: ex.Expr, level: str, pos: int) -> str:
+        """Scalar code for ``e`` inside a loop over ``level`` (const: b; pre: j, b; post: i, b;
+        syn: i, j, b with k for CSR)."""
+        if isinstance(e, ex.Number):
+            value = e.value if e.unit is None else e.value * units.UNITS[e.unit][1]
+            return self.number(value)
+        if isinstance(e, ex.Neg):
+            return f"(-{self.expr(e.operand, level, pos)})"
+        if isinstance(e, ex.BinOp):
+            op = "**" if e.op == "^" else e.op
+            return f"({self.expr(e.left, level, pos)} {op} {self.expr(e.right, level, pos)})"
+        if isinstance(e, ex.Call):
+            if e.func == "mean":
+                return f"m{e.args[0].dotted}_{self.id}[b]"
+            a = [self.expr(x, level, pos) for x in e.args]
+            return {
+                "exp": lambda: f"np.exp({a[0]})", "log": lambda: f"np.log({a[0]})", "sqrt": lambda: f"np.sqrt({a[0]})",
+                "abs": lambda: f"abs({a[0]})", "tanh": lambda: f"np.tanh({a[0]})",
+                "sigmoid": lambda: f"(ONE / (ONE + np.exp(-{a[0]})))", "relu": lambda: f"max({a[0]}, ZERO)",
+                "heaviside": lambda: f"(ONE if {a[0]} > ZERO else ZERO)",
+                "clip": lambda: f"min(max({a[0]}, {a[1]}), {a[2]})", "min": lambda: f"min({a[0]}, {a[1]})",
+                "max": lambda: f"max({a[0]}, {a[1]})",
+            }[e.func]()
+        if isinstance(e, ex.Name):
+            return self.name(e.dotted, level, pos)
+        raise ValueError(f"cannot emit {ex.to_text(e)}")
+
+    def name(self, name: str, level: str, pos: int) -> str:
+        q, post = self.q, self.post_pop
+        syn_index = "k" if self.sparse else "i, j"
+        if name == "pre":
+            return f"pre_{self.id}[j, b]"
+        if name == "post":
+            return f"post_{self.id}[i, b]"
+        if name == "post.x":
+            return f"x_{post.ident}[nxt, i, b]"
+        if name.startswith("post."):
+            return f"c_{post.ident}_{name[5:]}[i, b]"
+        if name == "w":
+            return f"{q.ident}_data[k]" if self.sparse else f"{q.ident}[i, j]"
+        if name == "target":
+            return f"tgt_{post.ident}[t, i, b]"
+        if name == "reward":
+            return "rew[t, b]"
+        if name == "dt":
+            return "DT"
+        if name == "t":
+            return "((n + 1) * DT)"
+        if name in self.rule.params:
+            return self.const(f"P_{self.id}_{name}", self.rule.params[name], f"{name} of rule {self.rule.name} on {q.name}")
+        if name in self.temps:
+            kind = self.side[self.temps[name]]
+            if kind == SYN:
+                return f"{self.temp_var(name)}[b]"  # per synapse: one value per batch element
+            return f"{self.temp_var(name)}[{_index(kind)}]"
+        if name in self.ode_pos:
+            kind = self.analysis.trace_shape[name]
+            var = self.trace_var(name)
+            if pos in self.snapshots.get(name, ()):
+                var += "_old"
+            base = {SYN: syn_index, CONST: "", PRE: "j", POST: "i"}[kind]
+            if self.analysis.batched[name]:
+                index = f"{base}, b" if base else "b"
+            else:
+                index = base or "0"
+            return f"{var}[{index}]"
+        raise ValueError(f"unknown symbol {name}")
+
+    # code --------------------------------------------------------------------------------------
+    def emit(self, body, timing_apply: str) -> None:
+        q, rule = self.q, self.rule
+        pre, post = self.pre_pop, self.post_pop
+        i_pre, i_post = pre.ident, post.ident
+        slot_pre = {0: f"(n + 1) % {pre.history}", 1: f"n % {pre.history}"}.get(q.delay, f"(n + 1 - {q.delay}) % {pre.history}")
+        body(f"# rule {rule.name} on {q.name} ({'matrix products' if self.analysis.factorised else 'per synapse'}, "
+             f"on {rule.timing})")
+        body(f"pre_{self.id} = r_{i_pre}[{slot_pre}]")
+        body(f"post_{self.id} = r_{i_post}[(n + 1) % {post.history}]")
+        body(f"apply_{self.id} = {timing_apply}")
+        uses = {n.args[0].dotted for s in self.statements for n in ex.walk(s.value)
+                if isinstance(n, ex.Call) and n.func == "mean"}
+        for side in sorted(uses):
+            size = pre.size if side == "pre" else post.size
+            body(f"for b in range(B):  # mean({side})")
+            body(f"    acc = 0.0")
+            body(f"    for z in range({size}):")
+            body(f"        acc += {side}_{self.id}[z, b]")
+            body(f"    m{side}_{self.id}[b] = acc / {size}")
+        for trace in self.snapshots:
+            body(f"{self.trace_var(trace)}_old = {self.trace_var(trace)}.copy()")
+        for level in (CONST, PRE, POST):
+            for pos, s in enumerate(self.statements):
+                if self.side[pos] == level and not (s.kind == "let" and s.target == "dw"):
+                    self.statement(body, s, pos, level)
+        if self.analysis.factorised:
+            self.factorised(body)
+        else:
+            self.per_synapse(body)
+
+    def statement(self, body, s, pos: int, level: str) -> None:
+        loops = {CONST: [], PRE: [("j", self.pre_pop.size)], POST: [("i", self.post_pop.size)]}[level]
+        for var, size in loops:
+            body(f"for {var} in range({size}):")
+            body.indent += 1
+        value = self.expr(s.value, level, pos)
+        if s.kind == "ode":
+            var = self.trace_var(s.target)
+            index = _index(level)
+            if self.analysis.batched[s.target]:
+                body(f"for b in range(B):  # {s.target}' = ...")
+                body(f"    {var}[{index}] += DT * {value}")
+            else:
+                shared_index = index.replace(", b", "") if level != CONST else "0"
+                body(f"acc = 0.0  # {s.target}' = ... : shared (averaged over the batch)")
+                body("for b in range(B):")
+                body(f"    acc += {value}")
+                body(f"{var}[{shared_index}] += DT * (acc / B)")
+        else:
+            body(f"for b in range(B):  # {s.target} = ...")
+            body(f"    {self.temp_var(s.target)}[{_index(level)}] = {value}")
+        body.indent -= len(loops)
+
+    def scratch(self) -> list[str]:
+        """Arrays allocated once before the time loop."""
+        dtype = np.dtype(self.program.dtype).name
+        out = []
+        pre, post = self.pre_pop.size, self.post_pop.size
+        for name, pos in self.temps.items():
+            kind = self.side[pos]
+            shape = {CONST: "(B,)", PRE: f"({pre}, B)", POST: f"({post}, B)", SYN: "(B,)"}[kind]
+            out.append(f"{self.temp_var(name)} = np.empty({shape}, dtype=np.{dtype})")
+        uses = {n.args[0].dotted for s in self.statements for n in ex.walk(s.value)
+                if isinstance(n, ex.Call) and n.func == "mean"}
+        for side in sorted(uses):
+            out.append(f"m{side}_{self.id} = np.empty(B, dtype=np.{dtype})")
+        if self.analysis.factorised:
+            for t, term in enumerate(self.analysis.terms):
+                if term_factor(term, POST) is not None or term.batch:
+                    out.append(f"A_{self.id}_{t} = np.empty(({post}, B), dtype=np.{dtype})")
+                if term_factor(term, PRE) is not None:
+                    out.append(f"Bp_{self.id}_{t} = np.empty(({pre}, B), dtype=np.{dtype})")
+        return out
+
+    def factorised(self, body) -> None:
+        q, pre, post = self.q, self.pre_pop, self.post_pop
+        dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
+        body(f"if apply_{self.id}:")
+        body.indent += 1
+        pieces = []
+        for t, term in enumerate(self.analysis.terms):
+            post_f, pre_f, batch_f = term_factor(term, POST), term_factor(term, PRE), term_factor(term, BATCH)
+            has_a = post_f is not None or batch_f is not None
+            if has_a:
+                a_expr = " * ".join(self.expr(f, POST, dw_pos) for f in (post_f, batch_f) if f is not None)
+                body(f"for i in range({post.size}):  # term {t}: post side")
+                body("    for b in range(B):")
+                body(f"        A_{self.id}_{t}[i, b] = {a_expr}")
+            if pre_f is not None:
+                body(f"for j in range({pre.size}):  # term {t}: pre side")
+                body("    for b in range(B):")
+                body(f"        Bp_{self.id}_{t}[j, b] = {self.expr(pre_f, PRE, dw_pos)}")
+            wp = "" if term.w_power == 0 else (" * wv" if term.w_power == 1 else f" * wv ** {term.w_power}")
+            if has_a and pre_f is not None:
+                if self.sparse:
+                    pieces.append(("sparse-outer", t, wp))
+                else:
+                    body(f"G_{self.id}_{t} = np.dot(A_{self.id}_{t}, Bp_{self.id}_{t}.T)  # one BLAS product")
+                    pieces.append((f"G_{self.id}_{t}[i, j] * INV_B", t, wp))
+            elif has_a:  # per target neuron: the batch mean (plain loops: numba's axis sums compile slowly)
+                body(f"ra_{self.id}_{t} = np.empty({post.size}, dtype=A_{self.id}_{t}.dtype)")
+                body(f"for i in range({post.size}):")
+                body("    acc = 0.0")
+                body("    for b in range(B):")
+                body(f"        acc += A_{self.id}_{t}[i, b]")
+                body(f"    ra_{self.id}_{t}[i] = acc * INV_B")
+                pieces.append((f"ra_{self.id}_{t}[i]", t, wp))
+            elif pre_f is not None:  # per source neuron
+                body(f"ca_{self.id}_{t} = np.empty({pre.size}, dtype=Bp_{self.id}_{t}.dtype)")
+                body(f"for j in range({pre.size}):")
+                body("    acc = 0.0")
+                body("    for b in range(B):")
+                body(f"        acc += Bp_{self.id}_{t}[j, b]")
+                body(f"    ca_{self.id}_{t}[j] = acc * INV_B")
+                pieces.append((f"ca_{self.id}_{t}[j]", t, wp))
+            else:
+                pieces.append(("ONE", t, wp))
+        self.update_pass(body, pieces)
+        body.indent -= 1
+
+    def update_pass(self, body, pieces) -> None:
+        q, program = self.q, self.program
+        pre, post = self.pre_pop, self.post_pop
+        clip0 = program.dale and q.sign != 0
+        steps = ["W += dw"] + (["Dale clip"] if clip0 else []) + (["bounds"] if q.bounds else []) + (
+            ["normalize"] if q.normalize else [])
+        body(f"chk = 0.0  # {', then '.join(steps)}")
+        body(f"for i in {'prange' if getattr(self, 'parallel', False) else 'range'}({post.size}):")
+        body.indent += 1
+        if q.normalize:
+            body("rowsum = 0.0")
+        if self.sparse:
+            body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
+            body(f"    j = {q.ident}_indices[k]")
+            ref = f"{q.ident}_data[k]"
+        else:
+            body(f"for j in range({pre.size}):")
+            ref = f"{q.ident}[i, j]"
+        body.indent += 1
+        if not self.sparse and q.weights.mask is not None:
+            body(f"if {q.ident}_mask[i, j] == 0:")
+            body("    continue")
+        body(f"wv = {ref}")
+        terms = []
+        for code, t, wp in pieces:
+            if code == "sparse-outer":
+                body(f"acc = 0.0  # term {t}: post x pre over the batch")
+                body("for b in range(B):")
+                body(f"    acc += A_{self.id}_{t}[i, b] * Bp_{self.id}_{t}[j, b]")
+                code = "acc * INV_B"
+                body(f"d{t} = {code}{wp}")
+            else:
+                body(f"d{t} = {code}{wp}")
+            terms.append(f"d{t}")
+        self._store(body, ref, " + ".join(terms) or "ZERO", clip0)
+        body.indent -= 1
+        self._normalize_row(body)
+        body.indent -= 1
+        self._nan_check(body)
+
+    def _store(self, body, ref: str, dw: str, clip0: bool) -> None:
+        q = self.q
+        body(f"wn = wv + {dw}")
+        if clip0:
+            body("wn = max(wn, ZERO)")
+        if q.bounds:
+            lo = self.const(f"LO_{self.id}", q.bounds[0], f"lower bound of {q.name}")
+            hi = self.const(f"HI_{self.id}", q.bounds[1], f"upper bound of {q.name}")
+            body(f"wn = min(max(wn, {lo}), {hi})")
+        body(f"{ref} = wn")
+        if q.normalize:
+            body("rowsum += abs(wn)")
+        body("chk += wn - wn")
+
+    def _normalize_row(self, body) -> None:
+        q = self.q
+        if not q.normalize:
+            return
+        target = self.const(f"NORM_{self.id}", q.normalize, f"normalize of {q.name}")
+        body("if rowsum > 0.0:")
+        body(f"    scale = {target} / rowsum")
+        if self.sparse:
+            body(f"    for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
+            body(f"        {q.ident}_data[k] *= scale")
+        else:
+            body(f"    for j in range({self.pre_pop.size}):")
+            body(f"        {q.ident}[i, j] *= scale")
+
+    def _nan_check(self, body) -> None:
+        body("if chk != 0.0:")
+        body("    status[0] = n")
+        body(f"    status[1] = {1000 + self.q.index}")
+        body("    return 1")
+
+    def per_synapse(self, body) -> None:
+        """Synapse traces and temporaries, and dw averaged over the batch, in one loop per synapse."""
+        q, pre, post = self.q, self.pre_pop, self.post_pop
+        clip0 = self.program.dale and q.sign != 0
+        syn_statements = [(pos, s) for pos, s in enumerate(self.statements) if self.side[pos] == SYN
+                          or (s.kind == "let" and s.target == "dw")]
+        body("chk = 0.0")
+        body(f"for i in range({post.size}):")
+        body.indent += 1
+        if q.normalize:
+            body("rowsum = 0.0")
+        if self.sparse:
+            body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
+            body(f"    j = {q.ident}_indices[k]")
+            ref = f"{q.ident}_data[k]"
+        else:
+            body(f"for j in range({pre.size}):")
+            ref = f"{q.ident}[i, j]"
+        body.indent += 1
+        if not self.sparse and q.weights.mask is not None:
+            body(f"if {q.ident}_mask[i, j] == 0:")
+            body("    continue")
+        body(f"wv = {ref}")
+        body("dsum = 0.0")
+        syn_index = "k" if self.sparse else "i, j"
+        # statements of one synapse run over the batch in order; shared traces average over it
+        for pos, s in syn_statements:
+            value = self.expr(s.value, SYN, pos)
+            if s.kind == "ode":
+                var = self.trace_var(s.target)
+                if self.analysis.batched[s.target]:
+                    body(f"for b in range(B):  # {s.target}' = ...")
+                    body(f"    {var}[{syn_index}, b] += DT * {value}")
+                else:
+                    body(f"acc = 0.0  # {s.target}' = ... : shared")
+                    body("for b in range(B):")
+                    body(f"    acc += {value}")
+                    body(f"{var}[{syn_index}] += DT * (acc / B)")
+            elif s.target == "dw":
+                body(f"if apply_{self.id}:")
+                body("    for b in range(B):")
+                body(f"        dsum += {value}")
+            else:
+                body(f"for b in range(B):  # {s.target} = ... (this synapse)")
+                body(f"    {self.temp_var(s.target)}[b] = {value}")
+        body(f"if apply_{self.id}:")
+        body.indent += 1
+        self._store(body, ref, "dsum * INV_B", clip0)
+        body.indent -= 1
+        body.indent -= 1
+        if q.normalize:
+            body(f"if apply_{self.id}:")
+            body.indent += 1
+            self._normalize_row(body)
+            body.indent -= 1
+        body.indent -= 1
+        self._nan_check(body)
+
+
+def _kind(sides: set) -> str:
+    if "w" in sides or SYN in sides or (PRE in sides and POST in sides):
+        return SYN
+    if PRE in sides:
+        return PRE
+    if POST in sides:
+        return POST
+    return CONST
+
+
+def _index(kind: str) -> str:
+    return {CONST: "b", PRE: "j, b", POST: "i, b"}[kind]
