@@ -103,6 +103,8 @@ def names(expr: Expr) -> list[Name]:
 
 
 def format_number(value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        return repr(float(value))
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))

@@ -98,6 +98,8 @@ def _shift(line: int, column: int, offsets: tuple[int, int, int]) -> tuple[int, 
     ``offsets`` is (line offset, column offset of the first line, column offset of later lines):
     a YAML plain scalar shifts only its first line, a block scalar every line by its indent.
     """
+    if callable(offsets):  # a YAML scalar with folding or escapes maps each character itself
+        return offsets(line, column)
     line_offset, first, rest = offsets
     return line + line_offset, column + (first if line == 1 else rest)
 
@@ -335,7 +337,7 @@ def _describe(token: Token) -> str:
     if token.type == "$END":
         return "end of file"
     if token.type == "_NL":
-        return "the end of the line"
+        return "end of line"
     return f"'{token.value}'"
 
 

@@ -146,7 +146,7 @@ def yaml_scalar(text: str) -> str:
         or text != text.strip()
         or text in ("null", "~", "Null", "NULL")
     )
-    return json.dumps(text) if risky else text
+    return json.dumps(text, ensure_ascii=False) if risky else text
 
 
 def yaml_value(value) -> str:
@@ -175,7 +175,8 @@ def to_yaml(doc: ast.Document) -> str:
             out.append(f"    sign: {ct.sign}")
             if ct.role:
                 out.append(f"    role: {ct.role}")
-            out += [f"    {s.key}: {yaml_value(s.value)}" for s in ct.settings]
+            out += [f"    {'population_sign' if s.key == 'sign' else s.key}: {yaml_value(s.value)}"
+                    for s in ct.settings]
     if doc.populations:
         out.append("populations:")
         for p in doc.populations:
@@ -208,6 +209,6 @@ def to_yaml(doc: ast.Document) -> str:
             out.append("    body: |")
             out += [f"      {statement_text(s)}" for s in rule.body]
     for run in doc.runs:
-        out.append("run:")
+        out.append("run:" if run.settings else "run: {}")
         out += [f"  {s.key}: {yaml_value(s.value)}" for s in run.settings]
     return "\n".join(out) + "\n"

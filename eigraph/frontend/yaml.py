@@ -7,6 +7,8 @@ Nothing is constructed by YAML itself: no tags, no Python objects.
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from eigraph.diagnostics import Diagnostic, Span, error, suggest
@@ -14,6 +16,7 @@ from eigraph.expr import ast as ex
 from eigraph.frontend import ast
 from eigraph.frontend.dsl import parse
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 TOP_KEYS = ("network", "celltypes", "populations", "projections", "rules", "run")
 STRING_KEYS = ("file", "name")  # mapping-form arguments that are strings, not expressions
 MAX_NODES = 1_000_000
@@ -51,6 +54,16 @@ class _YamlReader:
             return None
         return node.value
 
+    def is_name(self, name: str, node, what: str, dotted: bool = False) -> bool:
+        """Names follow the language's rule (ASCII letters, digits, '_'), so every model converts."""
+        parts = name.split(".") if dotted else [name]
+        if all(_NAME.match(part) for part in parts):
+            return True
+        self.report("N109", f"'{name}' is not a valid {what} name", node,
+                    "names are ASCII letters, digits and '_', starting with a letter or '_'"
+                    + ("; areas are written with dots: H1.E" if dotted else ""))
+        return False
+
     def expr(self, node, string_like: bool = False) -> ex.Expr | None:
         """A YAML node as an expression (text in the language, a sequence, or a call mapping)."""
         self._tick()
@@ -59,6 +72,10 @@ class _YamlReader:
                 self.report("Y004", "missing value", node, "write a value after the ':'")
                 return None
             if string_like:
+                if '"' in node.value or "\n" in node.value or "\r" in node.value:
+                    self.report("U505", "a string cannot hold double quotes or line breaks", node,
+                                "write it on one line, without double quotes")
+                    return None
                 return ex.String(node.value, span=self.span(node))
             return self.parse_scalar(node, "expr")
         if isinstance(node, yaml.SequenceNode):
@@ -98,6 +115,9 @@ class _YamlReader:
         self.report("Y003", "unexpected YAML value", node, "write a value, a list or a one-key mapping")
         return None
 
+    def raw(self, node) -> str:
+        return self.text[node.start_mark.index:node.end_mark.index]
+
     def offsets(self, node) -> tuple[int, int, int]:
         mark = node.start_mark
         if node.style in ('"', "'"):
@@ -114,11 +134,18 @@ class _YamlReader:
 
     def parse_scalar(self, node, start: str):
         text, offsets = node.value, self.offsets(node)
-        if node.style is None and node.start_mark.line != node.end_mark.line:
+        multiline = node.start_mark.line != node.end_mark.line
+        if node.style is None and multiline:
             # YAML folds a multi-line plain scalar into one line; parse the lines as written (their
             # indentation included) so positions stay exact; the language's newline rules apply
             text = self.text[node.start_mark.index:node.end_mark.index]
             offsets = (node.start_mark.line, node.start_mark.column, 0)
+        elif node.style in ('"', "'") and (multiline or "\\" in self.raw(node) or "''" in self.raw(node)):
+            offsets = _quoted_mapper(self.text, node) or offsets
+        elif node.style == ">" and multiline:
+            offsets = _folded_mapper(self.text, node) or offsets
+        if start == "expr":
+            text = text.rstrip()  # a block scalar keeps its final line break
         result, problems = parse(text, self.file, start, offsets)
         self.problems += problems
         return result
@@ -170,32 +197,36 @@ class _YamlReader:
         pairs = self.mapping(node, "network")
         name = next((p for p in pairs if p[0] == "name"), None)
         name_text = self.scalar_text(name[2], "the network name") if name else None
-        if name_text is not None and not name_text.isidentifier():
-            self.report("N109", f"'{name_text}' is not a valid network name", name[2], "use letters, digits and '_'")
+        if name_text is not None and not self.is_name(name_text, name[2], "network"):
+            name_text = None
         span = self.span(name[2]) if name else self.span(node)
         self.doc.network.append(ast.NetworkDecl(name_text or "model", self.settings(pairs, skip=("name",)), span=span))
 
     def _celltypes(self, node):
         for name, key_node, value_node in self.mapping(node, "celltypes"):
+            if not self.is_name(name, key_node, "cell type"):
+                continue
             pairs = self.mapping(value_node, f"cell type '{name}'")
             found = {k: (kn, vn) for k, kn, vn in pairs}
             if "sign" not in found:
                 self.report("N110", f"cell type '{name}' needs a sign", key_node,
                             "add 'sign: excitatory' (or inhibitory, unsigned)")
                 continue
-            sign = self.scalar_text(found["sign"][1], "sign")
+            own = found["sign"][1]
+            sign = self.scalar_text(own, "sign")
             role = self.scalar_text(found["role"][1], "role") if "role" in found else None
             if sign is None:
                 continue
+            # the cell type's own sign is 'sign'; a default sign for its populations is 'population_sign'
+            defaults = [("sign" if k == "population_sign" else k, kn, vn) for k, kn, vn in pairs
+                        if k not in ("sign", "role")]
             self.doc.celltypes.append(ast.CellTypeDecl(
-                name, sign, role, self.settings(pairs, skip=("sign", "role")), span=self.span(key_node),
-                sign_span=self.span(found["sign"][1]), role_span=self.span(found["role"][1]) if role else None))
+                name, sign, role, self.settings(defaults), span=self.span(key_node),
+                sign_span=self.span(own), role_span=self.span(found["role"][1]) if role else None))
 
     def _populations(self, node):
         for name, key_node, value_node in self.mapping(node, "populations"):
-            if not all(part.isidentifier() for part in name.split(".")):
-                self.report("N109", f"'{name}' is not a valid population name", key_node,
-                            "names are letters, digits and '_'; areas are written with dots: H1.E")
+            if not self.is_name(name, key_node, "population", dotted=True):
                 continue
             pairs = self.mapping(value_node, f"population '{name}'")
             found = {k: (kn, vn) for k, kn, vn in pairs}
@@ -241,11 +272,15 @@ class _YamlReader:
 
     def _rules(self, node):
         for name, key_node, value_node in self.mapping(node, "rules"):
+            if not self.is_name(name, key_node, "rule"):
+                continue
             pairs = self.mapping(value_node, f"rule '{name}'")
             params, timing, timing_span, body = [], None, None, None
             for key, k_node, v_node in pairs:
                 if key == "params":
                     for p_name, p_key, p_value in self.mapping(v_node, f"the parameters of rule '{name}'"):
+                        if not self.is_name(p_name, p_key, "parameter"):
+                            continue
                         is_null = isinstance(p_value, yaml.ScalarNode) and p_value.tag == "tag:yaml.org,2002:null"
                         default = None if is_null else self.expr(p_value)
                         params.append(ast.Param(p_name, default, span=self.span(p_key)))
@@ -293,3 +328,104 @@ def parse_yaml(text: str, file: str) -> tuple[ast.Document | None, list[Diagnost
     except _Stop as exc:
         return None, [error("Y006", str(exc), Span(file, 1, 1), "")]
     return doc, reader.problems
+
+
+def _marks(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(line, column), 1-based, of every character of text[start:end]."""
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    out = []
+    for ch in text[start:end]:
+        out.append((line, column))
+        if ch == "\n":
+            line, column = line + 1, 1
+        else:
+            column += 1
+    return out
+
+
+def _mapper(value: str, positions: list[tuple[int, int]]):
+    """A function from (line, column) in the scalar's value to (line, column) in the file."""
+    starts = [0]
+    for k, ch in enumerate(value):
+        if ch == "\n":
+            starts.append(k + 1)
+
+    def place(line: int, column: int) -> tuple[int, int]:
+        index = starts[min(max(line, 1), len(starts)) - 1] + column - 1
+        if 0 <= index < len(positions):
+            return positions[index]
+        last_line, last_column = positions[-1] if positions else (1, 1)
+        return last_line, last_column + 1
+
+    return place
+
+
+def _quoted_mapper(text: str, node):
+    """Positions of a quoted scalar's characters, following YAML's escapes and line folding."""
+    double = node.style == '"'
+    start, end = node.start_mark.index + 1, node.end_mark.index - 1
+    raw, marks = text[start:end], _marks(text, start, end)
+    out: list[tuple[int, int]] = []
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if double and ch == "\\":
+            nxt = raw[i + 1] if i + 1 < n else ""
+            if nxt in "\r\n":  # an escaped line break joins the lines
+                i += 2 + (nxt == "\r" and raw[i + 2:i + 3] == "\n")
+                while i < n and raw[i] in " \t":
+                    i += 1
+                continue
+            out.append(marks[i])
+            i += {"x": 4, "u": 6, "U": 10}.get(nxt, 2)
+            continue
+        if not double and ch == "'" and raw[i + 1:i + 2] == "'":
+            out.append(marks[i])
+            i += 2
+            continue
+        if ch in " \t":
+            j = i
+            while j < n and raw[j] in " \t":
+                j += 1
+            if j < n and raw[j] in "\r\n":  # spaces before a line break are folded away
+                i = j
+                continue
+            out.extend(marks[i:j])
+            i = j
+            continue
+        if ch in "\r\n":
+            j, breaks = i, 0
+            while j < n and raw[j] in " \t\r\n":
+                breaks += raw[j] == "\n"
+                j += 1
+            out.extend([marks[i]] * (1 if breaks <= 1 else breaks - 1))
+            i = j
+            continue
+        out.append(marks[i])
+        i += 1
+    if len(out) != len(node.value):
+        return None  # a case this mapping does not model: keep the plain offsets
+    return _mapper(node.value, out)
+
+
+def _folded_mapper(text: str, node):
+    """Positions of a folded block scalar (>) whose lines share one indentation."""
+    lines = text[node.start_mark.index:node.end_mark.index].split("\n")[1:]
+    first_line = node.start_mark.line + 2
+    content = [(k, line) for k, line in enumerate(lines) if line.strip()]
+    if not content:
+        return None
+    indent = min(len(line) - len(line.lstrip(" ")) for _, line in content)
+    out: list[tuple[int, int]] = []
+    previous = None
+    for k, line in content:
+        if previous is not None:
+            gap = k - previous - 1
+            out.extend([(first_line + previous, len(lines[previous]) + 1)] * (1 if gap == 0 else gap))
+        out.extend((first_line + k, indent + c + 1) for c in range(len(line) - indent))
+        previous = k
+    value = node.value.rstrip("\n")
+    if len(out) != len(value):
+        return None
+    return _mapper(value, out)

@@ -658,7 +658,9 @@ class Resolver:
                     spec.record = [self._record_ref(item) for item in items]
                 elif key in ("trials", "batch", "steps", "seed"):
                     number = self._integer(value, key)
-                    if number < (0 if key == "seed" else 1):
+                    if key == "seed" and number >= 2**32:
+                        self.report("T413", "seed must be between 0 and 2^32 - 1", value.span, "for example: seed = 1")
+                    elif number < (0 if key == "seed" else 1):
                         self.report("T414", f"{key} must be at least {0 if key == 'seed' else 1}", value.span,
                                     f"for example: {key} = {100 if key == 'trials' else (0 if key == 'seed' else 10)}")
                     else:
@@ -677,6 +679,10 @@ class Resolver:
                 args[key] = default
                 continue
             value = bound[key]
+            if key in ("file", "name") and not isinstance(value, ex.String):
+                self.report("U505", f"task argument '{key}' is a string", value.span,
+                            f'write it in double quotes: {name}({key} = "...")')
+                raise _Skip
             if isinstance(value, ex.String):
                 args[key] = str((self.base / value.value).resolve()) if key == "file" else value.value
             elif isinstance(value, ex.Name) and len(value.parts) == 1:

@@ -255,8 +255,7 @@ class Simulator:
                         inputs_chunk[p.name] = np.ascontiguousarray(block.transpose(0, 2, 1), dtype=dtype)
                     else:
                         inputs_chunk[p.name] = np.zeros((length, p.size, self.batch), dtype=dtype)
-            noise = {p.name: self.noise_rng.standard_normal((length, p.size, self.batch), dtype=dtype)
-                     for p in noisy}
+            noise = self._noise(noisy, length)
             records = {name: array[done:done + length] for name, array in out.items()}
             targets_chunk = {name: np.ascontiguousarray(array[done:done + length].transpose(0, 2, 1), dtype=dtype)
                              for name, array in target_arrays.items()}
@@ -292,6 +291,19 @@ class Simulator:
         result = {name: np.ascontiguousarray(array.transpose(0, 2, 1)) for name, array in out.items()}
         result.update({f"{name}.w": np.stack(values) for name, values in weights_out.items()})
         return result
+
+    def _noise(self, noisy, length: int) -> dict[str, np.ndarray]:
+        """Standard normal noise for ``length`` steps, drawn step by step for all noisy populations
+        together, so the numbers a step gets do not depend on how a run is cut into calls."""
+        if not noisy:
+            return {}
+        total = sum(p.size for p in noisy)
+        block = self.noise_rng.standard_normal((length, total, self.batch), dtype=self.program.dtype)
+        out, offset = {}, 0
+        for p in noisy:
+            out[p.name] = np.ascontiguousarray(block[:, offset:offset + p.size])
+            offset += p.size
+        return out
 
     def _targets(self, targets, steps: int) -> dict[str, np.ndarray]:
         program = self.program
