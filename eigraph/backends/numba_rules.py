@@ -127,6 +127,8 @@ class RuleEmitter:
             return "rew[t, b]"
         if name == "dt":
             return "DT"
+        if name == "sign":
+            return self.const(f"S_{self.id}", q.sign if q.sign != 0 else 1, f"sign of the source of {q.name}")
         if name == "t":
             return "((n + 1) * DT)"
         if name in self.rule.params:

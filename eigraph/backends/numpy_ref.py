@@ -157,6 +157,8 @@ class NumpyBackend:
                 return reward[t][None, None, :]
             if name == "dt":
                 return dt
+            if name == "sign":
+                return float(q.sign if q.sign != 0 else 1)
             if name == "t":
                 return (n + 1) * dt
             if name in rule.params:

@@ -21,7 +21,8 @@ from eigraph.frontend import ast
 PRE, POST, SYN, BATCH, CONST = "pre", "post", "syn", "batch", "const"
 
 # What each built-in symbol depends on. "w" is per synapse and has no batch dimension.
-SYMBOL_SIDES = {"pre": {PRE}, "post": {POST}, "target": {POST}, "w": {"w"}, "reward": {BATCH}, "dt": set(), "t": set()}
+SYMBOL_SIDES = {"pre": {PRE}, "post": {POST}, "target": {POST}, "w": {"w"}, "reward": {BATCH}, "dt": set(), "t": set(),
+                "sign": set()}
 
 
 @dataclass

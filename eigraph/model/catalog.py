@@ -41,7 +41,7 @@ TASKS = {
 }
 
 # Rule bodies.
-RULE_SYMBOLS = ("pre", "post", "w", "target", "reward", "dt", "t")
+RULE_SYMBOLS = ("pre", "post", "w", "target", "reward", "dt", "t", "sign")
 POST_STATE = ("x",)  # post.x
 RULE_FUNCTIONS = {  # name -> number of arguments
     "exp": 1, "log": 1, "sqrt": 1, "abs": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "heaviside": 1,

@@ -1,0 +1,281 @@
+"""Graphviz: the DOT text of a scene (always available, no program needed), and the layered
+layout computed by the ``dot`` program when it is installed.
+
+The DOT text is the drawing in Graphviz's language: ``dot -Tsvg out.dot`` renders it. Besides
+the styling, every node and edge carries its data (``neurons``, ``sign``, ``role``, ``area``;
+``key``, ``connectivity``, ``delay``, ``learn``, ``synapses``), so ``networkx.nx_pydot.read_dot``
+reads back a graph with the same nodes and the same keyed edges as the model's.
+
+``EIGRAPH_DOT`` names the program to use (default: ``dot`` on the PATH); ``EIGRAPH_DOT=none``
+turns Graphviz off, for the built-in layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+
+import numpy as np
+
+from eigraph.viz import style
+from eigraph.viz.geometry import Geometry, bezier_chain, make_shape, place_labels, route_edges
+from eigraph.viz.layout import attachments
+from eigraph.viz.scene import Scene
+
+DOT_TIMEOUT = 30.0
+
+
+def find_dot() -> str | None:
+    """The Graphviz ``dot`` program, or None."""
+    choice = os.environ.get("EIGRAPH_DOT", "")
+    if choice.lower() in ("none", "off", "0", "no"):
+        return None
+    if choice:
+        return shutil.which(choice) or (choice if os.path.isfile(choice) and os.access(choice, os.X_OK) else None)
+    return shutil.which("dot")
+
+
+def _q(text) -> str:
+    text = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _attrs(pairs: dict) -> str:
+    parts = []
+    for key, value in pairs.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+            parts.append(f"{key}={value}")  # an HTML-like label
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+        else:
+            parts.append(f"{key}={_q(value)}")
+    return "[" + ", ".join(parts) + "]"
+
+
+def _inch(points: float) -> float:
+    return round(points / 72.0, 4)
+
+
+def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
+    """The scene as DOT text. ``graph`` (the population graph) adds each element's data."""
+    lines = [f"digraph {_q(scene.name)} {{"]
+    gattrs = {"rankdir": "LR", "fontname": style.FONT, "compound": True, "newrank": True, "splines": "true",
+              "nodesep": 0.35, "ranksep": 0.75, "outputorder": "edgesfirst"}
+    if not for_layout:
+        gattrs.update({"label": f"{scene.title}\n{scene.subtitle}", "labelloc": "t", "labeljust": "l",
+                       "fontsize": style.TITLE_PT})
+    lines.append(f"  graph {_attrs(gattrs)};")
+    lines.append(f"  node {_attrs({'fontname': style.FONT, 'fontsize': style.NAME_PT})};")
+    lines.append(f"  edge {_attrs({'fontname': style.FONT, 'fontsize': style.EDGE_PT})};")
+    for name, node in scene.nodes.items():
+        lines.append(f"  {_q(name)} {_attrs(_node_attrs(scene, node, graph, for_layout))};")
+    # areas as clusters, with E/I partners on one rank as in the built-in layout
+    index = {path: i for i, path in enumerate(scene.clusters)}
+
+    def emit(path, indent):
+        pad = "  " * indent
+        nodes, subs = scene.children(path)
+        inner = []
+        for c in subs:
+            inner += emit(c.path, indent + 1)
+        members = [n.id for n in nodes]
+        ranks = _rank_groups(scene, members)
+        body = [f"{pad}  {_q(m)};" for m in members]
+        body += [f"{pad}  {{rank=same; {' '.join(_q(m) for m in group)}}}" for group in ranks]
+        if path is None:
+            return inner + body
+        c = scene.clusters[path]
+        attrs = {"label": c.label, "labeljust": "l", "style": "rounded,filled", "fillcolor": style.AREA_FILL,
+                 "color": style.AREA_EDGE, "fontsize": style.AREA_PT, "fontname": style.FONT, "margin": 14}
+        out = [f"{pad}subgraph {_q(f'cluster_{index[path]}')} {{", f"{pad}  graph {_attrs(attrs)};"]
+        if not for_layout:
+            out.append(f"{pad}  area={_q(path)};")
+        return out + inner + body + [f"{pad}}}"]
+
+    lines += emit(None, 1)
+    for i, e in enumerate(scene.edges):
+        lines.append(f"  {_q(e.source)} -> {_q(e.target)} {_attrs(_edge_attrs(scene, e, i, graph, for_layout))};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _rank_groups(scene: Scene, members: list[str]) -> list[list[str]]:
+    info = {m: {"kind": scene.nodes[m].kind, "sign": scene.nodes[m].sign} for m in members}
+    wedges = defaultdict(float)
+    inside = set(members)
+    for e in scene.edges:
+        if e.source in inside and e.target in inside and e.source != e.target:
+            wedges[(e.source, e.target)] += 1.0
+    attach = attachments(members, info, dict(wedges))
+    groups = defaultdict(list)
+    for it, anchor in attach.items():
+        groups[anchor].append(it)
+    return [[anchor, *its] for anchor, its in groups.items()]
+
+
+def _node_attrs(scene: Scene, node, graph, for_layout: bool) -> dict:
+    stroke, fill = style.SIGN_STROKE[node.sign], style.SIGN_FILL[node.sign]
+    bw, bh = node.box
+    if for_layout:
+        plain_circle = node.kind == "hidden" and not node.compartments and not node.label_outside
+        return {"shape": "circle" if plain_circle else "box", "fixedsize": True, "label": "",
+                "width": _inch(bw if not plain_circle else node.w), "height": _inch(bh if not plain_circle else node.h)}
+    shape = {"hidden": "circle", "input": "cds", "readout": "box", "group": "box"}[node.kind]
+    label = f"{node.label}\n{node.sublabel}"
+    if node.compartments:
+        label += "\n[" + ", ".join(node.compartments) + "]"
+    attrs = {
+        "label": label, "shape": shape, "style": "filled" if node.kind != "readout" else "rounded,filled",
+        "fillcolor": fill if node.kind != "group" else style.AREA_FILL, "color": stroke, "penwidth": 1.4,
+        "fixedsize": False, "width": _inch(node.w), "height": _inch(node.h), "tooltip": node.tooltip,
+        "peripheries": 2 if node.kind == "readout" else None,
+        "neurons": node.size, "sign": node.sign, "role": node.kind,
+    }
+    if node.kind == "group":
+        attrs["style"] = "rounded,filled"
+    if graph is not None and node.id in graph.nodes:
+        d = graph.nodes[node.id]
+        attrs.update({"celltype": d.get("celltype"), "area": d.get("area") or None,
+                      "compartments": ",".join(d.get("compartments") or []) or None})
+    if node.findings:
+        f = scene.findings[node.findings[0] - 1]
+        attrs.update({"color": f.color, "penwidth": 3.0, "xlabel": " ".join(scene.findings[n - 1].badge
+                                                                              for n in node.findings)})
+    if node.dim:
+        attrs.update({"color": stroke + "40", "fillcolor": fill + "40", "fontcolor": "#00000050"})
+    if node.highlight:
+        attrs["penwidth"] = 3.0
+    return attrs
+
+
+def _edge_attrs(scene: Scene, e, i: int, graph, for_layout: bool) -> dict:
+    lines = e.label_lines if scene.labels else []
+    if for_layout:
+        attrs = {"id": f"e{i}"}
+        if lines:
+            attrs["label"] = "\n".join(lines)
+        if e.compartment:
+            attrs["headport"] = "n"
+        return attrs
+    color = e.color + ("40" if e.dim else "")
+    attrs = {
+        "key": e.id, "color": color, "penwidth": round(e.width, 2),
+        "arrowhead": "tee" if e.sign < 0 else "normal", "arrowsize": 0.8,
+        "fontcolor": style.SUBTEXT, "tooltip": e.tooltip, "sign": e.sign, "plastic": e.plastic,
+        "synapses": round(e.synapses, 3),
+    }
+    if e.plastic:
+        attrs["style"] = "bold"
+    if lines:
+        if e.rule and e.rule in lines:
+            body = "<BR/>".join(_html(x) for x in e.lines)
+            rule = f'<FONT COLOR="{style.PLASTIC}"><B><I>{_html(e.rule)}</I></B></FONT>'
+            attrs["label"] = "<" + (body + "<BR/>" if body else "") + rule + ">"
+        else:
+            attrs["label"] = "\n".join(lines)
+    if e.compartment:
+        attrs.update({"headport": "n", "headlabel": e.compartment, "labelfontsize": style.TAB_PT,
+                      "labelfontcolor": e.color, "compartment": e.compartment})
+    if e.findings:
+        f = scene.findings[e.findings[0] - 1]
+        attrs["color"] = f"{f.color}:{color}"
+        attrs["xlabel"] = " ".join(scene.findings[n - 1].badge for n in e.findings)
+    if graph is not None:
+        data = next((d for u, v, k, d in graph.edges(keys=True, data=True) if k == e.id), None)
+        if data is not None:
+            attrs.update({"connectivity": data["connectivity"].get("text", data["connectivity"].get("kind")),
+                          "delay": data.get("delay"), "learn": data["learn"]["text"] if data.get("learn") else None})
+    return attrs
+
+
+# --------------------------------------------------------------------------- layout by dot
+class DotFailed(Exception):
+    pass
+
+
+def layout_with_dot(scene: Scene, program: str, timeout: float = DOT_TIMEOUT) -> Geometry:
+    """Positions and edge splines from Graphviz ``dot``; raises DotFailed when it cannot."""
+    text = to_dot(scene, for_layout=True)
+    try:
+        run = subprocess.run([program, "-Tjson0"], input=text.encode("utf-8"), capture_output=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DotFailed(f"Graphviz dot took longer than {timeout:g} s") from None
+    except OSError as exc:
+        raise DotFailed(f"cannot run Graphviz dot ({program}): {exc.strerror or exc}") from None
+    if run.returncode != 0:
+        message = run.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DotFailed("Graphviz dot failed" + (f": {message[-1]}" if message else ""))
+    try:
+        data = json.loads(run.stdout.decode("utf-8"))
+        return _read_layout(scene, data)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DotFailed(f"could not read Graphviz's layout ({type(exc).__name__})") from None
+
+
+def _pt(text: str) -> tuple[float, float]:
+    x, y = text.split(",")[:2]
+    return float(x), float(y)
+
+
+def _read_layout(scene: Scene, data: dict) -> Geometry:
+    by_index = {i: path for i, path in enumerate(scene.clusters)}
+    shapes, clusters = {}, {}
+    for obj in data.get("objects", []):
+        name = obj.get("name", "")
+        if "nodes" in obj or "subgraphs" in obj or name.startswith("cluster_"):
+            if name.startswith("cluster_") and "bb" in obj:
+                x0, y0, x1, y1 = (float(v) for v in obj["bb"].split(","))
+                clusters[by_index[int(name[len("cluster_"):])]] = (x0, y0, x1, y1)
+            continue
+        if name in scene.nodes and "pos" in obj:
+            node = scene.nodes[name]
+            x, y = _pt(obj["pos"])
+            shapes[name] = make_shape(node, x, y - node.body_offset)
+    missing = set(scene.nodes) - set(shapes)
+    if missing:
+        raise KeyError(sorted(missing)[0])
+    given: list = [None] * len(scene.edges)
+    label_at: list = [None] * len(scene.edges)
+    for obj in data.get("edges", []):
+        ident = obj.get("id", "")
+        if not ident.startswith("e"):
+            continue
+        i = int(ident[1:])
+        e = scene.edges[i]
+        if "lp" in obj:
+            label_at[i] = _pt(obj["lp"])
+        if "pos" not in obj or e.source == e.target:
+            continue
+        spline = obj["pos"].split(";")[0].split()
+        tips = [tok for tok in spline if tok.startswith(("e,", "s,"))]
+        pts = [_pt(tok) for tok in spline if not tok.startswith(("e,", "s,"))]
+        if len(pts) < 4:
+            continue
+        curve = bezier_chain(pts)
+        tail, head = shapes[e.source], shapes[e.target]
+        if np.hypot(*(curve[0] - (head.cx, head.cy))) < np.hypot(*(curve[0] - (tail.cx, tail.cy))):
+            curve = curve[::-1]
+        for tok in tips:
+            tip = np.array([_pt(tok[2:])])
+            if np.hypot(*(tip[0] - curve[-1])) < np.hypot(*(tip[0] - curve[0])):
+                curve = np.vstack([curve, tip])
+            else:
+                curve = np.vstack([tip, curve])
+        given[i] = curve
+    paths = route_edges(scene, shapes, clusters, given=given)
+    labels = place_labels(scene, shapes, paths, given=label_at, clusters=clusters)
+    geometry = Geometry(shapes, clusters, paths, labels, engine="graphviz dot")
+    geometry.compute_bounds(scene)
+    return geometry
