@@ -47,6 +47,8 @@ def cmd_validate(args) -> int:
     from eigraph.model.load import check_path
     from eigraph.summary import summarize
 
+    if args.viz:
+        _check_viz_target(args.viz)  # before checking anything: a bad --viz is a usage error
     files = _expand(args.paths)
     everything, sources, summaries = [], {}, []
     for file in files:
@@ -75,17 +77,31 @@ def cmd_validate(args) -> int:
         verdict = "ok" if not errors else "failed"
         print(f"{verdict}: {len(files)} file(s) checked, {errors} error(s), {warnings} warning(s)")
     if args.viz:
-        _validate_viz(args.viz, files, everything)
+        if not _validate_viz(args.viz, files, everything):
+            return EXIT_USAGE
     return EXIT_ERRORS if errors else EXIT_OK
 
 
-def _validate_viz(target: str, files: list[Path], diagnostics) -> None:
+def _check_viz_target(target: str) -> None:
+    from eigraph.viz import VizError, check_target
+
     try:
-        from eigraph.viz import draw_with_findings  # issue 6 builds the drawing
-    except ImportError:
-        print("eigraph: --viz needs the drawing module, which this version does not have yet", file=sys.stderr)
-        return
-    draw_with_findings(files, diagnostics, target)
+        check_target(target)
+    except VizError as exc:
+        raise _Usage(f"--viz: {exc}") from None
+
+
+def _validate_viz(target: str, files: list[Path], diagnostics) -> bool:
+    """Draw the models with their findings (eigraph/viz: one file per model when several)."""
+    from eigraph.viz import VizError, draw_with_findings
+
+    try:
+        for message in draw_with_findings(files, diagnostics, target):
+            print(message, file=sys.stderr if message.startswith("cannot") else sys.stdout)
+    except VizError as exc:
+        print(f"eigraph validate: error: --viz: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _read_document(path: str):
@@ -260,6 +276,42 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
+def cmd_viz(args) -> int:
+    from eigraph.model.load import check_path
+    from eigraph.viz import VizError, check_target, render
+
+    if not Path(args.model).exists():
+        raise _Usage(f"no such file: '{args.model}'")
+    if Path(args.model).is_dir():
+        raise _Usage(f"'{args.model}' is a folder: give one model file")
+    output = args.output or Path(args.model).stem + ".svg"
+    try:
+        check_target(output)
+    except VizError as exc:
+        raise _Usage(str(exc)) from None
+    model, found, sources = check_path(args.model)
+    if found:
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+    errors = [d for d in found if d.is_error]
+    if model is None or model.graph is None:
+        print(f"eigraph viz: cannot draw '{args.model}': it has syntax errors, so there is no graph to draw; "
+              f"fix the errors above (eigraph validate {args.model} lists them) and run viz again", file=sys.stderr)
+        return EXIT_ERRORS
+    try:
+        notes = render(model, output, diagnostics=errors, layout=args.layout, labels=not args.no_labels,
+                       highlight=args.highlight or (), detail=args.detail, dpi=args.dpi, validation=found)
+    except VizError as exc:
+        raise _Usage(str(exc)) from None
+    for note in notes:
+        print(f"eigraph viz: note: {note}", file=sys.stderr)
+    if errors:
+        print(f"wrote {output} (the model has {len(errors)} error{'s' if len(errors) != 1 else ''}, marked in the "
+              f"drawing)")
+        return EXIT_ERRORS
+    print(f"wrote {output}")
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's usage errors: exit 2 with the usage line
         self.print_usage(sys.stderr)
@@ -303,6 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch size the kernels are compiled for")
     p.add_argument("--force", action="store_true", help="replace an existing compiled folder")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("viz", help="draw the population graph (SVG, PNG, PDF, DOT or an HTML page)")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="output file: .svg, .png, .pdf, .dot or .html (default: MODEL.svg here); replaced if it exists")
+    p.add_argument("--layout", choices=("layered", "spring"), default="layered",
+                   help="layered: left to right, inputs first (Graphviz dot when installed); spring: force-directed")
+    p.add_argument("--no-labels", action="store_true", help="leave out the projection labels")
+    p.add_argument("--highlight", metavar="POP", action="append",
+                   help="bring a population (or an area) and its projections forward; repeatable")
+    p.add_argument("--detail", choices=("auto", "full", "areas"), default="auto",
+                   help="auto: one node per area for very large models; full: every population; areas: by area")
+    p.add_argument("--dpi", type=float, default=200, help="resolution of a PNG (default 200)")
+    p.set_defaults(func=cmd_viz)
     return parser
 
 

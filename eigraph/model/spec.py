@@ -147,6 +147,16 @@ class Model:
 
         return Simulator(lower(self.graph), backend=backend, batch=batch, seed=seed)
 
+    def draw(self, ax=None, **options):
+        """Draw the population graph with matplotlib; returns the Figure (see docs/viz.md).
+
+        ``options``: ``layout`` (``layered`` or ``spring``), ``labels``, ``highlight`` (names),
+        ``detail`` (``auto``, ``full``, ``areas``), ``diagnostics`` (findings to mark; default
+        the model's errors), ``legend``, ``title``. With ``ax``, draws into that axes."""
+        from eigraph.viz import draw
+
+        return draw(self, ax=ax, **options)
+
     @property
     def errors(self):
         return [d for d in self.diagnostics if d.is_error]

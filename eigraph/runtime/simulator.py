@@ -43,7 +43,7 @@ class WeightsView(Mapping):
             raise InputError(f"weights of {name} must have shape (post x pre) = {w.shape}, got {array.shape}")
         if not np.isfinite(array).all():
             raise InputError(f"weights of {name} contain NaN or infinite values")
-        if plan.sign != 0 and (array < 0).any():
+        if plan.sign != 0 and self._sim.program.dale and (array < 0).any():
             raise InputError(f"weights of {name} are magnitudes under Dale's law (the sign comes from "
                              f"'{plan.source}'), but some are negative")
         if w.is_sparse:
@@ -262,10 +262,22 @@ class Simulator:
             reward_chunk = None if reward_array is None else np.ascontiguousarray(reward_array[done:done + length])
             start = self.n
             final = done + length == steps
+            saved = self._snapshot() if learn and program.plastic else None
             failure = self.backend.run(self, length, inputs_chunk, noise, records, targets_chunk, reward_chunk,
                                        learn, final)
             if failure is not None:
                 step, what = failure
+                if saved is not None:
+                    # weights and traces are updated in place: go back to the start of this call and
+                    # replay the steps that succeeded, so the state is the one before the failing step
+                    self._restore(saved)
+                    replay = step - start
+                    if replay:
+                        cut = {name: array[:replay] for name, array in inputs_chunk.items()}
+                        self.backend.run(self, replay, cut, {k: v[:replay] for k, v in noise.items()},
+                                         {k: v[:replay] for k, v in records.items()},
+                                         {k: v[:replay] for k, v in targets_chunk.items()},
+                                         None if reward_chunk is None else reward_chunk[:replay], learn, False)
                 finished = done + step - start  # steps of this call that completed
                 kept = {name: np.ascontiguousarray(array[:finished].transpose(0, 2, 1)) for name, array in out.items()}
                 self.n = step
@@ -291,6 +303,26 @@ class Simulator:
         result = {name: np.ascontiguousarray(array.transpose(0, 2, 1)) for name, array in out.items()}
         result.update({f"{name}.w": np.stack(values) for name, values in weights_out.items()})
         return result
+
+    def _snapshot(self) -> dict:
+        return {
+            "n": self.n,
+            "w": {name: (q.weights.data if q.weights.is_sparse else q.weights.dense).copy()
+                  for name, q in self.program.projections.items() if q.rule is not None},
+            "traces": {k: v.copy() for k, v in self.traces.items()},
+            "x": {k: v.copy() for k, v in self.x.items()},
+            "r": {k: v.copy() for k, v in self.r.items()},
+            "c": {k: v.copy() for k, v in self.compartment.items()},
+        }
+
+    def _restore(self, saved: dict) -> None:
+        self.n = saved["n"]
+        for name, values in saved["w"].items():
+            w = self.program.projections[name].weights
+            (w.data if w.is_sparse else w.dense)[...] = values
+        for group, target in (("traces", self.traces), ("x", self.x), ("r", self.r), ("c", self.compartment)):
+            for key, values in saved[group].items():
+                target[key][...] = values
 
     def _noise(self, noisy, length: int) -> dict[str, np.ndarray]:
         """Standard normal noise for ``length`` steps, drawn step by step for all noisy populations

@@ -103,7 +103,8 @@ def place(scene: Scene, layout: str = "layered"):
             try:
                 return layout_with_dot(scene, program)
             except DotFailed as exc:
-                scene.notes.append(f"{exc}; used the built-in layout instead")
+                if not exc.quiet:
+                    scene.notes.append(f"{exc}; used the built-in layout instead")
     return builtin(scene, layout)
 
 

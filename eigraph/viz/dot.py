@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -70,6 +71,10 @@ def _inch(points: float) -> float:
 def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
     """The scene as DOT text. ``graph`` (the population graph) adds each element's data."""
     lines = [f"digraph {_q(scene.name)} {{"]
+    same_rank = {}
+    for group in _all_rank_groups(scene):
+        for m in group:
+            same_rank[m] = group[0]
     gattrs = {"rankdir": "LR", "fontname": style.FONT, "compound": True, "newrank": True, "splines": "true",
               "nodesep": 0.35, "ranksep": 0.75, "outputorder": "edgesfirst"}
     if not for_layout:
@@ -92,7 +97,11 @@ def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
         members = [n.id for n in nodes]
         ranks = _rank_groups(scene, members)
         body = [f"{pad}  {_q(m)};" for m in members]
-        body += [f"{pad}  {{rank=same; {' '.join(_q(m) for m in group)}}}" for group in ranks]
+        for group in ranks:
+            body.append(f"{pad}  {{rank=same; {' '.join(_q(m) for m in group)}}}")
+            # in a left-to-right drawing, invisible edges within a rank fix the order: dot puts
+            # the tail of a flat edge below its head
+            body += [f"{pad}  {_q(b)} -> {_q(a)} [style=invis, weight=5];" for a, b in zip(group, group[1:])]
         if path is None:
             return inner + body
         c = scene.clusters[path]
@@ -105,9 +114,20 @@ def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
 
     lines += emit(None, 1)
     for i, e in enumerate(scene.edges):
-        lines.append(f"  {_q(e.source)} -> {_q(e.target)} {_attrs(_edge_attrs(scene, e, i, graph, for_layout))};")
+        attrs = _edge_attrs(scene, e, i, graph, for_layout)
+        if e.source != e.target and same_rank.get(e.source, e.source) == same_rank.get(e.target, e.target):
+            attrs["constraint"] = False  # the rank's order is set above
+        lines.append(f"  {_q(e.source)} -> {_q(e.target)} {_attrs(attrs)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _all_rank_groups(scene: Scene) -> list[list[str]]:
+    out = []
+    for path in [None, *scene.clusters]:
+        nodes, _ = scene.children(path)
+        out += _rank_groups(scene, [n.id for n in nodes])
+    return out
 
 
 def _rank_groups(scene: Scene, members: list[str]) -> list[list[str]]:
@@ -121,7 +141,13 @@ def _rank_groups(scene: Scene, members: list[str]) -> list[list[str]]:
     groups = defaultdict(list)
     for it, anchor in attach.items():
         groups[anchor].append(it)
-    return [[anchor, *its] for anchor, its in groups.items()]
+    compartment = {(e.source, e.target) for e in scene.edges if e.compartment}
+    out = []
+    for anchor, its in groups.items():
+        above = [m for m in its if (m, anchor) in compartment]
+        below = [m for m in its if m not in above]
+        out.append(above + [anchor] + below)
+    return out
 
 
 def _node_attrs(scene: Scene, node, graph, for_layout: bool) -> dict:
@@ -201,12 +227,40 @@ def _edge_attrs(scene: Scene, e, i: int, graph, for_layout: bool) -> dict:
 
 # --------------------------------------------------------------------------- layout by dot
 class DotFailed(Exception):
-    pass
+    def __init__(self, message: str, quiet: bool = False):
+        super().__init__(message)
+        self.quiet = quiet
 
 
 def layout_with_dot(scene: Scene, program: str, timeout: float = DOT_TIMEOUT) -> Geometry:
-    """Positions and edge splines from Graphviz ``dot``; raises DotFailed when it cannot."""
+    """Positions and edge splines from Graphviz ``dot``; raises DotFailed when it cannot.
+
+    dot's crossing minimisation may reorder an E/I column (interneurons above their excitatory
+    partner and the reverse in the next area); then it runs again with the initial order kept
+    (``mclimit``), and if the columns are still out of order the caller uses the built-in layout."""
+    started = time.perf_counter()
+    geometry = _run_dot(scene, program, timeout, "")
+    if _columns_ok(scene, geometry):
+        return geometry
+    left = max(1.0, timeout - (time.perf_counter() - started))
+    geometry = _run_dot(scene, program, left, "mclimit=0.01")
+    if _columns_ok(scene, geometry):
+        return geometry
+    raise DotFailed("Graphviz dot could not keep each area's E/I column in order", quiet=True)
+
+
+def _columns_ok(scene: Scene, geometry: Geometry) -> bool:
+    for group in _all_rank_groups(scene):
+        ys = [geometry.shapes[m].cy for m in group]
+        if any(a <= b for a, b in zip(ys, ys[1:])):
+            return False
+    return True
+
+
+def _run_dot(scene: Scene, program: str, timeout: float, extra: str) -> Geometry:
     text = to_dot(scene, for_layout=True)
+    if extra:
+        text = text.replace("  graph [", f"  graph [{extra}, ", 1)
     try:
         run = subprocess.run([program, "-Tjson0"], input=text.encode("utf-8"), capture_output=True,
                              timeout=timeout)

@@ -119,7 +119,7 @@ def _draw_node(cv: Canvas, scene: Scene, node, shape, idx: int):
     else:
         shift = -4.0 if node.kind == "input" else 0.0
         lift = 3.0 if node.kind == "group" else 0.0
-        cv.text(cx + shift, cy + style.COUNT_PT * 0.55 + lift, node.label, style.NAME_PT, style.TEXT, bold=True,
+        cv.text(cx + shift, cy + style.COUNT_PT * 0.55 + lift, node.label, node.name_pt, style.TEXT, bold=True,
                 alpha=alpha, z=z + 1)
         cv.text(cx + shift, cy - style.NAME_PT * 0.62 + lift, node.sublabel, style.COUNT_PT, style.SUBTEXT,
                 alpha=alpha, z=z + 1)
@@ -242,10 +242,10 @@ def _legend_icon(cv: Canvas, kind: str, x: float, y: float, opts: dict):
                                  edgecolor=style.SIGN_STROKE[opts["sign"]], linewidth=1.2, zorder=4))
     elif kind == "node-input":
         cv.add(cv.patches.Polygon([(x, y - 6), (x + 12, y - 6), (x + 18, y), (x + 12, y + 6), (x, y + 6)],
-                                  facecolor=style.EXC_FILL, edgecolor=style.EXC, linewidth=1.2, zorder=4))
+                                  facecolor="white", edgecolor=style.UNS, linewidth=1.2, zorder=4))
     elif kind == "node-readout":
         cv.box(x - 2, y - 8, x + 20, y + 8, "none", style.UNS, lw=0.9, radius=4, z=4)
-        cv.box(x + 1, y - 5, x + 17, y + 5, style.UNS_FILL, style.UNS, lw=1.2, radius=3, z=4)
+        cv.box(x + 1, y - 5, x + 17, y + 5, "white", style.UNS, lw=1.2, radius=3, z=4)
     elif kind == "node-group":
         cv.box(x - 2, y - 7, x + 22, y + 7, style.AREA_FILL, style.AREA_EDGE, lw=1.0, radius=3, z=4)
         cv.line([(x + 2, y - 3), (x + 14, y - 3)], 3.0, style.EXC, z=5)

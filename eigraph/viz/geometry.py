@@ -27,9 +27,11 @@ class Shape:
     h: float
     tabs: list[tuple[float, float, float, float]] = field(default_factory=list)  # x0, y0, x1, y1
     ports: list[tuple[float, float]] = field(default_factory=list)  # top-centre of each tab
+    pad: float = 0.0  # drawn outside w x h (a readout's second outline)
 
     def inside(self, pts: np.ndarray, margin: float = 0.0) -> np.ndarray:
         pts = np.atleast_2d(pts)
+        margin = margin + self.pad
         dx, dy = pts[:, 0] - self.cx, pts[:, 1] - self.cy
         if self.kind == "circle":
             hit = dx * dx + dy * dy <= (self.w / 2 + margin) ** 2
@@ -41,6 +43,16 @@ class Shape:
         if self.tabs:  # the stem between body and tabs
             top = self.cy + self.h / 2
             hit |= (np.abs(dx) <= 2 + margin) & (pts[:, 1] >= top - 1) & (pts[:, 1] <= self.tabs[0][1] + 1)
+        return hit
+
+    def tabs_inside(self, pts: np.ndarray, margin: float = 0.0, skip: int | None = None) -> np.ndarray:
+        pts = np.atleast_2d(pts)
+        hit = np.zeros(len(pts), bool)
+        for k, (x0, y0, x1, y1) in enumerate(self.tabs):
+            if k == skip:
+                continue
+            hit |= (pts[:, 0] >= x0 - margin) & (pts[:, 0] <= x1 + margin) & (pts[:, 1] >= y0 - margin) & (
+                pts[:, 1] <= y1 + margin)
         return hit
 
     def body_inside(self, pts: np.ndarray, margin: float = 0.0) -> np.ndarray:
@@ -55,8 +67,8 @@ class Shape:
         return self.w / 2 if self.kind == "circle" else math.hypot(self.w, self.h) / 2
 
     def bbox(self) -> tuple[float, float, float, float]:
-        x0, y0 = self.cx - self.w / 2, self.cy - self.h / 2
-        x1, y1 = self.cx + self.w / 2, self.cy + self.h / 2
+        x0, y0 = self.cx - self.w / 2 - self.pad, self.cy - self.h / 2 - self.pad
+        x1, y1 = self.cx + self.w / 2 + self.pad, self.cy + self.h / 2 + self.pad
         for tx0, ty0, tx1, ty1 in self.tabs:
             x0, y0, x1, y1 = min(x0, tx0), min(y0, ty0), max(x1, tx1), max(y1, ty1)
         return x0, y0, x1, y1
@@ -64,7 +76,8 @@ class Shape:
 
 def make_shape(node: Node, cx: float, cy: float) -> Shape:
     """The shape of ``node`` with its body centred on (cx, cy)."""
-    shape = Shape("circle" if node.kind == "hidden" else "box", cx, cy, node.w, node.h)
+    shape = Shape("circle" if node.kind == "hidden" else "box", cx, cy, node.w, node.h,
+                  pad=3.0 if node.kind == "readout" else 0.0)
     if node.compartments:
         total = sum(node.tab_w) + 4 * (len(node.tab_w) - 1)
         x = cx - total / 2
@@ -171,17 +184,19 @@ def _bisect(a, b, inside_fn, a_inside: bool, steps: int = 18):
 
 
 def clip(path: np.ndarray, tail: Shape, head: Shape, head_port: tuple[float, float] | None = None,
-         gap: float = 1.5) -> np.ndarray | None:
+         gap: float = 1.5, loop: bool = False) -> np.ndarray | None:
     """The part of ``path`` between leaving the tail's shape and reaching the head's (or the
     compartment port), with a small gap at both ends so arrowheads do not touch the outline."""
     if path is None or len(path) < 2:
         return None
-    out_tail = ~tail.inside(path, gap)
+    tail_in = tail.inside if loop else tail.body_inside
+    head_in = head.inside if loop else head.body_inside
+    out_tail = ~tail_in(path, gap)
     idx = np.flatnonzero(out_tail)
     if len(idx) == 0:
         return None
     i = idx[0]
-    start = path[i] if i == 0 else _bisect(path[i - 1], path[i], lambda p: tail.inside(p, gap), True)
+    start = path[i] if i == 0 else _bisect(path[i - 1], path[i], lambda p: tail_in(p, gap), True)
     rest = path[i:]
     if head_port is not None:
         end = np.asarray(head_port, float) + np.array([0.0, gap])
@@ -191,14 +206,14 @@ def clip(path: np.ndarray, tail: Shape, head: Shape, head_port: tuple[float, flo
         if len(hit):
             j = hit[0]
         return np.vstack([start, body[:j], end])
-    in_head = head.inside(rest, gap)
+    in_head = head_in(rest, gap)
     hit = np.flatnonzero(in_head)
     if len(hit) == 0:
         return np.vstack([start, rest])
     j = hit[0]
     if j == 0:
         return None
-    end = _bisect(rest[j - 1], rest[j], lambda p: head.inside(p, gap), False)
+    end = _bisect(rest[j - 1], rest[j], lambda p: head_in(p, gap), False)
     return np.vstack([start, rest[:j], end])
 
 
@@ -271,7 +286,16 @@ def route_edges(scene: Scene, shapes: dict[str, Shape], clusters: dict, routes: 
             start = np.array([[tail.cx, tail.cy]])
             end = np.array([port]) if port is not None else np.array([[head.cx, head.cy]])
             raw = np.vstack([start, raw, end])
-            paths[i] = clip(raw, tail, head, port)
+            path = clip(raw, tail, head, port)
+            cost = _cost(path, shapes_list=obstacles, clusters=clusters, scene=scene, e=e, drawn=drawn, port=port)
+            if cost > 5.0:  # Graphviz's spline runs through a node or takes a detour: try ours
+                other = _best_direct(e, tail, head, port, obstacles, clusters, scene, drawn,
+                                     (e.target, e.source) in pairs)
+                other_cost = _cost(other, shapes_list=obstacles, clusters=clusters, scene=scene, e=e, drawn=drawn,
+                                   port=port)
+                if other_cost + 3.0 < cost:
+                    path = other
+            paths[i] = path
         elif i in routes:
             start = (tail.cx, tail.cy)
             end = port if port is not None else (head.cx, head.cy)
@@ -299,19 +323,24 @@ def _port(scene: Scene, e, head: Shape):
     return None
 
 
-def _cost(path, skip, obstacles, clusters, scene, e, drawn) -> float:
+def _cost(path, shapes_list, clusters, scene, e, drawn, port=None) -> float:
+    """How bad a path is: through nodes (or compartment tabs it does not target), across areas
+    that hold neither end, along other edges, and how much longer than a straight line."""
     if path is None:
         return 1e9
     cost = 0.0
-    for name, s in obstacles:
-        if name in skip:
-            continue
+    for name, s in shapes_list:
         x0, y0, x1, y1 = s.bbox()
         if path[:, 0].max() < x0 - 6 or path[:, 0].min() > x1 + 6 or path[:, 1].max() < y0 - 6 or \
                 path[:, 1].min() > y1 + 6:
             continue
+        if name == e.source or name == e.target:
+            skip = None
+            if name == e.target and port is not None and port in s.ports:
+                skip = s.ports.index(port)
+            cost += 1000.0 * float(s.tabs_inside(path[1:-1], 2.0, skip).sum())
+            continue
         cost += 1000.0 * float(s.inside(path, 5.0).sum())
-    # crossing into an area box that holds neither end is a detour a reader has to follow
     su, sv = scene.nodes[e.source].cluster, scene.nodes[e.target].cluster
     for path_name, (x0, y0, x1, y1) in clusters.items():
         if (su and (su == path_name or su.startswith(path_name + "."))) or \
@@ -324,6 +353,9 @@ def _cost(path, skip, obstacles, clusters, scene, e, drawn) -> float:
             continue
         d = np.hypot(path[::3, None, 0] - other[None, ::3, 0], path[::3, None, 1] - other[None, ::3, 1])
         cost += 3.0 * float((d.min(axis=1) < 4.0).sum())
+    length = float(path_length(path)[-1])
+    straight = math.hypot(*(path[-1] - path[0]))
+    cost += 0.15 * max(0.0, length - 1.6 * straight - 30.0)
     return cost
 
 
@@ -334,19 +366,20 @@ def _best_direct(e, tail, head, port, obstacles, clusters, scene, drawn, has_rev
     dist = math.hypot(*d) or 1.0
     normal = np.array([d[1], -d[0]]) / dist  # to the right of the direction of travel
     if has_reverse:
-        bends = [0.2, 0.3, 0.42, 0.12, 0.58, 0.8]
+        bends = [0.2, 0.3, 0.42, 0.58, 0.8]
     else:
         bends = [0.0, 0.12, -0.12, 0.25, -0.25, 0.4, -0.4, 0.6, -0.6, 0.85, -0.85]
+    least = 34.0 + 2.0 * e.width if has_reverse else 0.0  # a pair of opposite arrows stays apart
     best, best_cost = None, float("inf")
     for k, bend in enumerate(bends):
-        c = (p0 + p2) / 2 + normal * bend * dist
+        c = (p0 + p2) / 2 + normal * max(bend * dist, least + (bend - 0.2) * dist)
         if port is not None:
             approach = np.array([p2[0], p2[1] + max(30.0, 0.35 * dist)])
             raw = cubic(p0, c, approach, p2, SAMPLES + 16)
         else:
             raw = quad(p0, c, p2, SAMPLES + 16)
         path = clip(raw, tail, head, port)
-        cost = _cost(path, {e.source, e.target}, obstacles, clusters, scene, e, drawn) + 6.0 * abs(bend) + k * 0.5
+        cost = _cost(path, obstacles, clusters, scene, e, drawn, port) + 6.0 * abs(bend) + k * 0.5
         if cost < best_cost:
             best, best_cost = path, cost
         if best_cost < 1.0:
@@ -369,7 +402,7 @@ def _loop(e, shape: Shape, scene: Scene, paths, obstacles) -> np.ndarray | None:
     best, best_cost = None, float("inf")
     for k, angle in enumerate(candidates):
         raw = self_loop(shape, angle)
-        path = clip(raw, shape, shape)
+        path = clip(raw, shape, shape, loop=True)
         if path is None:
             continue
         spread = min((abs(math.atan2(math.sin(angle - t), math.cos(angle - t))) for t in taken), default=math.pi)
@@ -389,7 +422,8 @@ def _overlap(a, b) -> float:
 
 def place_labels(scene: Scene, shapes: dict[str, Shape], paths, given: list | None = None,
                  clusters: dict | None = None) -> list[tuple[float, float] | None]:
-    """A label centre per edge, on its path, where it covers no node and no other label."""
+    """A label centre per edge: beside its path (or on it, boxed, when there is no room), where
+    it covers no node, no other label and as little of the other edges as possible."""
     labels: list[tuple[float, float] | None] = [None] * len(scene.edges)
     if not scene.labels:
         return labels
@@ -404,8 +438,10 @@ def place_labels(scene: Scene, shapes: dict[str, Shape], paths, given: list | No
     titles = []
     for path_name, (x0, y0, x1, y1) in (clusters or {}).items():
         titles.append((x0, y1 - style.AREA_PT * 1.9, x1, y1))
+    clouds = [p[::2] for p in paths if p is not None and len(p)]
+    cloud = np.vstack(clouds) if clouds else np.zeros((0, 2))
     order = sorted(range(len(scene.edges)), key=lambda i: (not scene.edges[i].plastic, -scene.edges[i].width))
-    fractions = (0.5, 0.42, 0.58, 0.34, 0.66, 0.27, 0.73, 0.2, 0.8)
+    fractions = (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74)
     for i in order:
         e, path = scene.edges[i], paths[i]
         if path is None or not e.label_lines:
@@ -413,17 +449,42 @@ def place_labels(scene: Scene, shapes: dict[str, Shape], paths, given: list | No
         w, h = label_size(e)
         candidates = []
         if given is not None and given[i] is not None:
-            candidates.append((given[i], -2.0))
-        for k, f in enumerate(fractions):
-            p = point_at(path, f)
-            candidates.append(((float(p[0]), float(p[1])), abs(f - 0.5) * 12 + k * 0.2))
+            candidates.append((given[i], -1.0))
+        if e.source == e.target:
+            centre = np.array([shapes[e.source].cx, shapes[e.source].cy])
+            far = path[np.argmax(np.hypot(*(path - centre).T))]
+            out = far - centre
+            out = out / (np.hypot(*out) or 1.0)
+            reach = abs(out[0]) * w / 2 + abs(out[1]) * h / 2 + 3.0
+            candidates.append(((float(far[0] + out[0] * reach), float(far[1] + out[1] * reach)), 0.0))
+            for side in (1, -1):
+                n = np.array([-out[1], out[0]]) * side
+                p = far - out * 8
+                reach = abs(n[0]) * w / 2 + abs(n[1]) * h / 2 + 14.0
+                candidates.append(((float(p[0] + n[0] * reach), float(p[1] + n[1] * reach)), 2.0))
+        else:
+            for k, f in enumerate(fractions):
+                p = point_at(path, f)
+                q = point_at(path, min(1.0, f + 0.03))
+                t = q - point_at(path, max(0.0, f - 0.03))
+                t = t / (np.hypot(*t) or 1.0)
+                n = np.array([-t[1], t[0]])
+                reach = abs(n[0]) * w / 2 + abs(n[1]) * h / 2 + 2.5
+                pref = abs(f - 0.5) * 14 + k * 0.2
+                candidates.append(((float(p[0] + n[0] * reach), float(p[1] + n[1] * reach)), pref))
+                candidates.append(((float(p[0] - n[0] * reach), float(p[1] - n[1] * reach)), pref + 0.5))
+                candidates.append(((float(p[0]), float(p[1])), pref + 6.0))
         best, best_cost = None, float("inf")
         for (x, y), pref in candidates:
             box = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
             cost = pref
             cost += sum(_overlap(box, b) for b in node_boxes) * 4.0
             cost += sum(_overlap(box, b) for b in boxes) * 4.0
-            cost += sum(_overlap(box, b) for b in titles) * 2.0
+            cost += sum(_overlap(box, b) for b in titles) * 1.0
+            if len(cloud):
+                inside = (cloud[:, 0] > box[0]) & (cloud[:, 0] < box[2]) & (cloud[:, 1] > box[1]) & (
+                    cloud[:, 1] < box[3])
+                cost += 2.5 * float(inside.sum())
             if cost < best_cost:
                 best, best_cost = (x, y), cost
         labels[i] = best

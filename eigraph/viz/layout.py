@@ -290,7 +290,7 @@ def layered(items: list[str], size: dict, wedges: dict, info: dict, comp_edges: 
         for a, b in zip(col, col[1:]):
             gap = NODE_GAP if not (a.startswith("d:") or b.startswith("d:")) else 14.0
             if (a, b) in wedges or (b, a) in wedges:
-                gap = max(gap, 34.0)
+                gap = max(gap, 58.0)
             s.append((sz(a)[1] + sz(b)[1]) / 2 + gap)
         seps.append(s)
         total = sum(s)

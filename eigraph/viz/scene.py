@@ -63,6 +63,7 @@ class Node:
     tab_h: float = 0.0
     tab_w: list[float] = field(default_factory=list)
     label_outside: bool = False
+    name_pt: float = style.NAME_PT
     outside_h: float = 0.0
     outside_w: float = 0.0
 
@@ -154,6 +155,8 @@ def connectivity_text(conn: dict) -> str:
 
 def delay_text(edge: dict, dt: float | None) -> str:
     steps = edge.get("delay", 1)
+    if steps == 0:
+        return "no delay"
     if edge.get("delay_time") is not None:
         return f"delay {format_number(round(edge['delay_time'] * 1e3, 6))} ms"
     if dt:
@@ -456,8 +459,14 @@ def measure(scene: Scene) -> None:
         r = style.body_radius(node.size)
         if node.kind == "hidden":
             d = 2 * r
-            # the name and count fit inside a circle of diameter d when the text's box fits
-            fits = math.hypot(text_w + 4, style.NAME_PT + style.COUNT_PT + 4) <= d
+            # the name and count fit inside a circle of diameter d when the text's box fits;
+            # a long name may be set a little smaller before it moves under the circle
+            fits = False
+            for pt in (style.NAME_PT, style.NAME_PT - 1, style.NAME_PT - 2):
+                text_w = max(style.text_width(node.label, pt, bold=True), count_w)
+                if math.hypot(text_w + 1, pt + style.COUNT_PT + 2) <= d:
+                    fits, node.name_pt = True, pt
+                    break
             node.w = node.h = d
             if not fits:
                 node.label_outside = True

@@ -1,0 +1,110 @@
+"""Shared fixtures for the runtime tests: the ``backend`` fixture (every test that takes it runs
+on every backend, the Nengo pattern) and ``ei``, a helper that writes small models, loads them
+and makes inputs and record lists.
+
+Models written by tests are loaded by a path *relative* to their folder, so the generated Numba
+module (which names the model file) is the same text on every test run and the kernels compiled
+once stay in the cache (``~/.cache/eigraph``) for the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eigraph
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+BACKENDS = ("numpy", "numba")
+EXAMPLES = sorted(p.name for p in [*MODELS.glob("*.ei"), *MODELS.glob("*.yaml")])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """The name of a backend; a test taking it runs once per backend."""
+    return request.param
+
+
+class Helper:
+    """Writes, loads and feeds models. One per session, so loaded models are shared."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._loaded: dict[tuple, eigraph.model.spec.Model] = {}
+
+    # models ------------------------------------------------------------------------------------
+    def write(self, name: str, text: str, arrays: dict[str, np.ndarray] | None = None,
+              folder: Path | None = None) -> Path:
+        folder = folder or self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, array in (arrays or {}).items():
+            np.save(folder / file, array)
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def load(self, name: str, text: str, arrays: dict[str, np.ndarray] | None = None,
+             folder: Path | None = None):
+        """Write ``text`` as ``name`` (and ``arrays`` as .npy files beside it) and load it."""
+        folder = folder or self.folder
+        key = (str(folder), name, text)
+        if key not in self._loaded:
+            self.write(name, text, arrays, folder)
+            with contextlib.chdir(folder):
+                self._loaded[key] = eigraph.load(name)
+        return self._loaded[key]
+
+    def load_path(self, path: Path):
+        """Load a model file at ``path`` (relative to its folder, see the module docstring)."""
+        path = Path(path)
+        key = (str(path.parent), path.name, None)
+        if key not in self._loaded:
+            with contextlib.chdir(path.parent):
+                self._loaded[key] = eigraph.load(path.name)
+        return self._loaded[key]
+
+    def example(self, name: str):
+        return self.load_path(MODELS / name)
+
+    # runs --------------------------------------------------------------------------------------
+    @staticmethod
+    def inputs(sim, steps: int, seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
+        """Random non-negative inputs, time x batch x neurons, for every input population."""
+        rng = np.random.default_rng(seed)
+        return {p.name: scale * rng.random((steps, sim.batch, p.size))
+                for p in sim.program.populations.values() if p.role == "input"}
+
+    @staticmethod
+    def feed(sim, steps: int, seed: int = 0) -> dict:
+        """Keyword arguments for ``sim.run``: random inputs and, for models that learn, random
+        targets for every population a plastic projection ends on and a random reward."""
+        rng = np.random.default_rng(seed)
+        kwargs = {"inputs": {p.name: rng.random((steps, sim.batch, p.size))
+                             for p in sim.program.populations.values() if p.role == "input"},
+                  "steps": steps}
+        plastic = getattr(sim.program, "plastic", [])
+        if plastic:
+            kwargs["targets"] = {q.target: rng.random((steps, sim.batch, sim.program.populations[q.target].size))
+                                 for q in plastic}
+            kwargs["reward"] = rng.standard_normal((steps, sim.batch))
+        return kwargs
+
+    @staticmethod
+    def recordables(sim) -> list[str]:
+        """Every recordable variable: POP.r, POP.x (hidden and readout) and POP.COMPARTMENT."""
+        names = []
+        for p in sim.program.populations.values():
+            names.append(f"{p.name}.r")
+            if p.role != "input":
+                names.append(f"{p.name}.x")
+            names += [f"{p.name}.{c}" for c in p.compartments]
+        return names
+
+
+@pytest.fixture(scope="session")
+def ei(tmp_path_factory) -> Helper:
+    return Helper(tmp_path_factory.mktemp("models"))
