@@ -173,10 +173,15 @@ class RuleEmitter:
             body(f"    m{side}_{self.id}[b] = acc / {size}")
         for trace in self.snapshots:
             body(f"{self.trace_var(trace)}_old = {self.trace_var(trace)}.copy()")
+        body("tchk = 0.0  # traces must stay finite too")
         for level in (CONST, PRE, POST):
             for pos, s in enumerate(self.statements):
                 if self.side[pos] == level and not (s.kind == "let" and s.target == "dw"):
                     self.statement(body, s, pos, level)
+        body("if tchk != 0.0:")
+        body("    status[0] = n")
+        body(f"    status[1] = {1000 + self.q.index}")
+        body("    return 1")
         if self.analysis.factorised:
             self.factorised(body)
         else:
@@ -194,12 +199,14 @@ class RuleEmitter:
             if self.analysis.batched[s.target]:
                 body(f"for b in range(B):  # {s.target}' = ...")
                 body(f"    {var}[{index}] += DT * {value}")
+                body(f"    tchk += {var}[{index}] - {var}[{index}]")
             else:
                 shared_index = index.replace(", b", "") if level != CONST else "0"
                 body(f"acc = 0.0  # {s.target}' = ... : shared (averaged over the batch)")
                 body("for b in range(B):")
                 body(f"    acc += {value}")
                 body(f"{var}[{shared_index}] += DT * (acc / B)")
+                body(f"tchk += {var}[{shared_index}] - {var}[{shared_index}]")
         else:
             body(f"for b in range(B):  # {s.target} = ...")
             body(f"    {self.temp_var(s.target)}[{_index(level)}] = {value}")
@@ -379,11 +386,13 @@ class RuleEmitter:
                 if self.analysis.batched[s.target]:
                     body(f"for b in range(B):  # {s.target}' = ...")
                     body(f"    {var}[{syn_index}, b] += DT * {value}")
+                    body(f"    chk += {var}[{syn_index}, b] - {var}[{syn_index}, b]")
                 else:
                     body(f"acc = 0.0  # {s.target}' = ... : shared")
                     body("for b in range(B):")
                     body(f"    acc += {value}")
                     body(f"{var}[{syn_index}] += DT * (acc / B)")
+                    body(f"chk += {var}[{syn_index}] - {var}[{syn_index}]")
             elif s.target == "dw":
                 body(f"if apply_{self.id}:")
                 body("    for b in range(B):")

@@ -93,6 +93,8 @@ class NumpyBackend:
                     q = program.projections[op.name]
                     apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
                     dw = self.learn(sim, q, n, t, targets or {}, reward, apply)
+                    if not all(np.isfinite(sim.traces[f"{q.name}:{z}"]).all() for z in q.rule.analysis.trace_shape):
+                        return n, ("rule", q.name)
                     if dw is not None:
                         pending[q.name] = dw
                 elif op.kind == "update" and op.name in pending:

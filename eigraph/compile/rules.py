@@ -69,9 +69,19 @@ def _shape(sides: set) -> str:
     return CONST
 
 
+def _walk_outside_means(expr: ex.Expr):
+    """Nodes of the tree, not descending into mean(...): a population mean is per batch element."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not (isinstance(node, ex.Call) and node.func == "mean"):
+            stack.extend(node.children())
+
+
 def expression_sides(expr: ex.Expr, known: dict[str, set]) -> set:
     sides: set = set()
-    for node in ex.walk(expr):
+    for node in _walk_outside_means(expr):
         if isinstance(node, ex.Name):
             if len(node.parts) == 2 and node.parts[0] == "post":
                 sides.add(POST)  # post.x, post.COMPARTMENT

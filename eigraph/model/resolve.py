@@ -958,21 +958,24 @@ class Resolver:
                 for node in ex.walk(statement.value):
                     if not isinstance(node, ex.Name):
                         continue
+                    # a user's rule is pointed at where it reads the symbol; a built-in one at its use
+                    inside = node.span if not rule.builtin and node.span is not None else span
+                    where = "" if inside is span else f" (used by {projection.name} on line {span.line})"
                     if node.dotted == "target" and projection.target not in targets:
                         self.report("C303", f"rule '{rule.name}' on {projection.name} reads 'target', but population "
-                                            f"'{projection.target}' gets no target", span,
+                                            f"'{projection.target}' gets no target{where}", inside,
                                     f"add it to the run block: targets = {projection.target}")
                         targets.add(projection.target)  # once per population
                     if len(node.parts) == 2 and node.parts[0] == "post" and node.parts[1] not in catalog.POST_STATE:
                         compartment = node.parts[1]
                         value = projection.learn["args"].get(compartment)
                         if isinstance(value, str):
-                            compartment = value
+                            compartment, inside, where = value, span, ""  # the argument is at fault
                         if compartment not in post.compartments:
                             have = ", ".join(post.compartments) or "none"
                             self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
-                                                f"'{projection.target}' has no compartment '{compartment}'", span,
-                                        f"its compartments: {have}")
+                                                f"'{projection.target}' has no compartment '{compartment}'{where}",
+                                        inside, f"its compartments: {have}")
 
 
 def _plural(word: str) -> str:

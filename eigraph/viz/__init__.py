@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from eigraph.viz.scene import MAX_PROJECTIONS, Scene, build_scene, resolve_highlight
+from eigraph.viz.scene import CIRCLE_GROUPS, MAX_PROJECTIONS, Scene, build_scene, resolve_highlight
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot", ".html": "html",
            ".htm": "html"}
@@ -86,6 +86,8 @@ def make_scene(model, diagnostics=(), labels: bool = True, highlight=(), detail:
     if labels and not scene.summarised and len(scene.edges) > MAX_PROJECTIONS:
         scene.labels = False
         scene.notes.append(f"edge labels left out: {len(scene.edges):,} projections are too many to label")
+    if scene.summarised and len(scene.nodes) > CIRCLE_GROUPS:
+        scene.labels = False
     return scene
 
 
@@ -97,6 +99,10 @@ def place(scene: Scene, layout: str = "layered"):
 
     if layout not in LAYOUTS:
         raise VizError(f"unknown layout '{layout}': use layered or spring")
+    if scene.summarised and len(scene.nodes) > CIRCLE_GROUPS:
+        from eigraph.viz.layout import circle
+
+        return circle(scene)
     if layout == "layered":
         program = find_dot()
         if program:
@@ -115,7 +121,7 @@ def draw(model, ax=None, layout: str = "layered", labels: bool = True, highlight
     ``diagnostics``: findings to mark (default: the model's errors). With ``ax``, draws into
     that axes; without, makes a figure sized so that one unit is one point."""
     _need_matplotlib("a figure")
-    from eigraph.viz.draw import render as draw_scene
+    from eigraph.viz.picture import render as draw_scene
 
     if diagnostics is None:
         diagnostics = [d for d in getattr(model, "diagnostics", []) if d.is_error]
@@ -141,7 +147,7 @@ def _figure_bytes(fig, fmt: str, scene: Scene, dpi: float) -> bytes:
             fig.savefig(buffer, format="svg", facecolor="white", metadata={"Date": None, "Creator": "eigraph"})
     data = buffer.getvalue()
     if fmt == "svg":
-        from eigraph.viz.draw import annotate_svg
+        from eigraph.viz.picture import annotate_svg
 
         data = annotate_svg(data.decode("utf-8"), scene).encode("utf-8")
     return data
@@ -167,7 +173,7 @@ def render(model, path, diagnostics=None, layout: str = "layered", labels: bool 
         text = to_dot(scene, _graph_of(model))
         _write(path, lambda: atomic_write_text(path, text))
         return list(scene.notes)
-    from eigraph.viz.draw import render as draw_scene
+    from eigraph.viz.picture import render as draw_scene
 
     scene = make_scene(model, diagnostics, labels=labels, highlight=highlight, detail=detail)
     geometry = place(scene, layout)

@@ -39,6 +39,13 @@ def find_dot() -> str | None:
     return shutil.which("dot")
 
 
+# Graphviz's own defaults, for the attribute declarations at the top of the DOT text.
+_DEFAULTS = {"shape": "ellipse", "style": "", "fillcolor": "lightgrey", "color": "black", "penwidth": "1",
+             "fixedsize": "false", "width": "0.75", "height": "0.5", "peripheries": "1", "fontcolor": "black",
+             "arrowhead": "normal", "arrowsize": "1", "constraint": "true", "labelfontsize": "14",
+             "labelfontcolor": "black", "weight": "1", "label": "\\N"}
+
+
 def _q(text) -> str:
     text = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{text}"'
@@ -68,7 +75,7 @@ def _inch(points: float) -> float:
     return round(points / 72.0, 4)
 
 
-def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
+def to_dot(scene: Scene, graph=None, for_layout: bool = False, flip: bool = False) -> str:
     """The scene as DOT text. ``graph`` (the population graph) adds each element's data."""
     lines = [f"digraph {_q(scene.name)} {{"]
     same_rank = {}
@@ -81,10 +88,33 @@ def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
         gattrs.update({"label": f"{scene.title}\n{scene.subtitle}", "labelloc": "t", "labeljust": "l",
                        "fontsize": style.TITLE_PT})
     lines.append(f"  graph {_attrs(gattrs)};")
-    lines.append(f"  node {_attrs({'fontname': style.FONT, 'fontsize': style.NAME_PT})};")
-    lines.append(f"  edge {_attrs({'fontname': style.FONT, 'fontsize': style.EDGE_PT})};")
+    node_lines = [f"  {_q(name)} {_attrs(_node_attrs(scene, node, graph, for_layout))};"
+                  for name, node in scene.nodes.items()]
+    edge_attrs = []
+    for i, e in enumerate(scene.edges):
+        attrs = _edge_attrs(scene, e, i, graph, for_layout)
+        if e.source != e.target and same_rank.get(e.source, e.source) == same_rank.get(e.target, e.target):
+            attrs["constraint"] = False  # the rank's order is set above
+            # a labelled flat edge makes dot reorder the rank, and Graphviz 2.43 mixes up the
+            # attributes of its label: place such labels after the layout (xlabel)
+            label = attrs.pop("label", None)
+            if label is not None and not for_layout:
+                attrs["xlabel"] = label
+            attrs.pop("headport", None)  # a port on a flat edge sends dot's spline round the rank
+        edge_attrs.append(attrs)
+    # Declare every attribute before its first use (safer with old Graphviz versions).
+    node_defaults = {"fontname": style.FONT, "fontsize": style.NAME_PT}
     for name, node in scene.nodes.items():
-        lines.append(f"  {_q(name)} {_attrs(_node_attrs(scene, node, graph, for_layout))};")
+        for key in _node_attrs(scene, node, graph, for_layout):
+            node_defaults.setdefault(key, _DEFAULTS.get(key, ""))
+    edge_defaults = {"fontname": style.FONT, "fontsize": style.EDGE_PT}
+    for attrs in edge_attrs:
+        for key in attrs:
+            if key != "label":
+                edge_defaults.setdefault(key, _DEFAULTS.get(key, ""))
+    lines.append(f"  node {_attrs(node_defaults)};")
+    lines.append(f"  edge {_attrs(edge_defaults)};")
+    lines += node_lines
     # areas as clusters, with E/I partners on one rank as in the built-in layout
     index = {path: i for i, path in enumerate(scene.clusters)}
 
@@ -99,9 +129,11 @@ def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
         body = [f"{pad}  {_q(m)};" for m in members]
         for group in ranks:
             body.append(f"{pad}  {{rank=same; {' '.join(_q(m) for m in group)}}}")
-            # in a left-to-right drawing, invisible edges within a rank fix the order: dot puts
-            # the tail of a flat edge below its head
-            body += [f"{pad}  {_q(b)} -> {_q(a)} [style=invis, weight=5];" for a, b in zip(group, group[1:])]
+            # in a left-to-right drawing, invisible edges within a rank suggest the order (dot
+            # does not always follow them: layout_with_dot checks and tries the other way)
+            if for_layout:
+                pairs = zip(group, group[1:]) if not flip else zip(group[1:], group)
+                body += [f"{pad}  {_q(a)} -> {_q(b)} [style=invis, weight=5];" for a, b in pairs]
         if path is None:
             return inner + body
         c = scene.clusters[path]
@@ -113,10 +145,7 @@ def to_dot(scene: Scene, graph=None, for_layout: bool = False) -> str:
         return out + inner + body + [f"{pad}}}"]
 
     lines += emit(None, 1)
-    for i, e in enumerate(scene.edges):
-        attrs = _edge_attrs(scene, e, i, graph, for_layout)
-        if e.source != e.target and same_rank.get(e.source, e.source) == same_rank.get(e.target, e.target):
-            attrs["constraint"] = False  # the rank's order is set above
+    for e, attrs in zip(scene.edges, edge_attrs):
         lines.append(f"  {_q(e.source)} -> {_q(e.target)} {_attrs(attrs)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -218,11 +247,18 @@ def _edge_attrs(scene: Scene, e, i: int, graph, for_layout: bool) -> dict:
         attrs["color"] = f"{f.color}:{color}"
         attrs["xlabel"] = " ".join(scene.findings[n - 1].badge for n in e.findings)
     if graph is not None:
-        data = next((d for u, v, k, d in graph.edges(keys=True, data=True) if k == e.id), None)
+        data = _edge_data(graph).get(e.id)
         if data is not None:
             attrs.update({"connectivity": data["connectivity"].get("text", data["connectivity"].get("kind")),
                           "delay": data.get("delay"), "learn": data["learn"]["text"] if data.get("learn") else None})
     return attrs
+
+
+def _edge_data(graph) -> dict:
+    cached = graph.graph.get("_viz_edges")
+    if cached is None or len(cached) != graph.number_of_edges():
+        cached = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
+    return cached
 
 
 # --------------------------------------------------------------------------- layout by dot
@@ -239,13 +275,13 @@ def layout_with_dot(scene: Scene, program: str, timeout: float = DOT_TIMEOUT) ->
     partner and the reverse in the next area); then it runs again with the initial order kept
     (``mclimit``), and if the columns are still out of order the caller uses the built-in layout."""
     started = time.perf_counter()
-    geometry = _run_dot(scene, program, timeout, "")
-    if _columns_ok(scene, geometry):
-        return geometry
-    left = max(1.0, timeout - (time.perf_counter() - started))
-    geometry = _run_dot(scene, program, left, "mclimit=0.01")
-    if _columns_ok(scene, geometry):
-        return geometry
+    for flip, extra in ((False, ""), (False, "mclimit=0.01"), (True, ""), (True, "mclimit=0.01")):
+        left = max(1.0, timeout - (time.perf_counter() - started))
+        geometry = _run_dot(scene, program, left, extra, flip)
+        if _columns_ok(scene, geometry):
+            return geometry
+        if not _all_rank_groups(scene):
+            break
     raise DotFailed("Graphviz dot could not keep each area's E/I column in order", quiet=True)
 
 
@@ -257,8 +293,8 @@ def _columns_ok(scene: Scene, geometry: Geometry) -> bool:
     return True
 
 
-def _run_dot(scene: Scene, program: str, timeout: float, extra: str) -> Geometry:
-    text = to_dot(scene, for_layout=True)
+def _run_dot(scene: Scene, program: str, timeout: float, extra: str, flip: bool = False) -> Geometry:
+    text = to_dot(scene, for_layout=True, flip=flip)
     if extra:
         text = text.replace("  graph [", f"  graph [{extra}, ", 1)
     try:

@@ -229,7 +229,7 @@ def layered(items: list[str], size: dict, wedges: dict, info: dict, comp_edges: 
             current = {blk: i for i, blk in enumerate(layers[r])}
             scale = max(1, len(ref)) / max(1, len(layers[r]))
 
-            def key(blk):
+            def key(blk, ref=ref, current=current, scale=scale):
                 vals = [ref[nb] for m in blocks[blk] for nb in neighbours[m] if nb in ref]
                 return (sum(vals) / len(vals)) if vals else current[blk] * scale
 
@@ -354,6 +354,33 @@ def spring(items: list[str], size: dict, wedges: dict, info: dict):
             scale = max(scale, min(sx, sy))
     scale = min(scale, 5000.0)
     return {n: (float(p[0] * scale), float(-p[1] * scale)) for n, p in pts.items()}, {}
+
+
+def circle(scene: Scene) -> Geometry:
+    """Nodes on a circle in file order, edges as chords bowed towards the centre (for drawings
+    by area of large models, where a hierarchy would be a tangle)."""
+    nodes = sorted(scene.nodes.values(), key=lambda n: n.order)
+    sizes = [max(n.w, n.h) + 12.0 for n in nodes]
+    total = sum(sizes)
+    radius = max(140.0, total / (2 * np.pi))
+    shapes, acc = {}, 0.0
+    for n, size in zip(nodes, sizes):
+        theta = np.pi / 2 - 2 * np.pi * (acc + size / 2) / total
+        acc += size
+        shapes[n.id] = make_shape(n, float(radius * np.cos(theta)), float(radius * np.sin(theta)))
+    from eigraph.viz.geometry import clip, quad
+
+    paths = []
+    for e in scene.edges:
+        tail, head = shapes[e.source], shapes[e.target]
+        p0, p2 = np.array([tail.cx, tail.cy]), np.array([head.cx, head.cy])
+        d = p2 - p0
+        normal = np.array([d[1], -d[0]]) / (np.hypot(*d) or 1.0)
+        c = (p0 + p2) / 2 * 0.55 + normal * 0.08 * np.hypot(*d)
+        paths.append(clip(quad(p0, c, p2), tail, head))
+    geometry = Geometry(shapes, {}, paths, [None] * len(scene.edges), engine="built-in circle")
+    geometry.compute_bounds(scene)
+    return geometry
 
 
 def layout(scene: Scene, mode: str = "layered") -> Geometry:

@@ -21,6 +21,8 @@ MAX_POPULATIONS = 100
 MAX_PROJECTIONS = 600
 # In a drawing by area, at most this many area-to-area connections are drawn (the strongest).
 MAX_SUMMARY_EDGES = 250
+# A drawing by area with more nodes than this puts them on a circle (no hierarchy to show).
+CIRCLE_GROUPS = 40
 
 
 @dataclass
@@ -340,7 +342,7 @@ def _summary_scene(graph, name: str, subtitle: str, n_pop: int, n_proj: int, max
         exc = sum(graph.nodes[p]["size"] for p in pops if graph.nodes[p]["sign"] > 0)
         inh = sum(graph.nodes[p]["size"] for p in pops if graph.nodes[p]["sign"] < 0)
         sign = 1 if exc > inh else (-1 if inh > exc else 0)
-        sub = f"{len(pops)} pops · {style.human(total)}"
+        sub = style.human(total)
         tip = (f"{how} {g}: {len(pops)} populations, {total:,} neurons ({exc:,} excitatory, {inh:,} inhibitory), "
                f"{within[g]:,} projections within")
         nodes[g] = Node(g, g, sub, "group", sign, total, None, [], tip, order=order,
@@ -366,9 +368,9 @@ def _summary_scene(graph, name: str, subtitle: str, n_pop: int, n_proj: int, max
         keys = ", ".join(e["keys"]) + (", ..." if e["count"] > len(e["keys"]) else "")
         tip = (f"{gu} -> {gv}: {e['count']} {style.SIGN_WORD[sign]} projection{'s' if e['count'] > 1 else ''} "
                f"({keys}), ~{style.human(e['synapses'])} synapses, {e['plastic']} plastic")
-        edges.append(Edge(f"{gu}->{gv}:{style.SIGN_WORD[sign]}", gu, gv, None, sign, e["plastic"] > 0,
+        edges.append(Edge(f"{gu}->{gv}:{style.SIGN_WORD[sign]}", gu, gv, None, sign, e["plastic"] == e["count"],
                           e["synapses"], style.edge_width(e["synapses"], lo, hi),
-                          "plastic" if e["plastic"] else None, lines, tip, count=e["count"]))
+                          "plastic" if e["plastic"] == e["count"] else None, lines, tip, count=e["count"]))
     notes = [f"{n_pop:,} populations and {n_proj:,} projections are too many to draw one by one: drawn by {how} "
              f"({len(nodes)} nodes), each arrow all the projections from one {how} to another"]
     if len(ranked) > len(shown):
@@ -376,6 +378,11 @@ def _summary_scene(graph, name: str, subtitle: str, n_pop: int, n_proj: int, max
                      f"(by expected synapse count)")
     notes.append("pass --detail full to draw every population")
     scene = Scene(name, "", name, subtitle, nodes, edges, {}, notes=notes, summarised=True, synapse_range=(lo, hi))
+    if len(edges) > 60:  # a green halo under hundreds of arrows would only muddy their colours
+        for e in edges:
+            e.plastic, e.rule = False, None
+    if len(nodes) > CIRCLE_GROUPS:
+        notes.insert(1, f"the {len(nodes)} {how} nodes are drawn on a circle, in the order of the model file")
     scene.group_of = of  # type: ignore[attr-defined]
     return scene
 

@@ -81,7 +81,10 @@ def edge_width(synapses: float, lo: float, hi: float) -> float:
     """Line width (points) on a log scale between the model's smallest and largest projection."""
     if hi <= lo or synapses <= 0:
         return (WIDTH_MIN + WIDTH_MAX) / 2 if hi <= lo else WIDTH_MIN
-    t = (math.log10(max(synapses, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+    span = math.log10(hi) - math.log10(lo)
+    t = (math.log10(max(synapses, lo)) - math.log10(lo)) / max(span, 1.0)
+    if span < 1.0:  # less than a factor of 10 between the extremes: centre the widths
+        t += (1.0 - span) / 2
     return WIDTH_MIN + (WIDTH_MAX - WIDTH_MIN) * min(1.0, max(0.0, t))
 
 
