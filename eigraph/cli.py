@@ -312,6 +312,114 @@ def cmd_viz(args) -> int:
     return EXIT_OK
 
 
+def cmd_run(args) -> int:
+    """Train a model on its task with its local rules, evaluate it, write the results folder."""
+    if "numpy" not in sys.modules:  # one BLAS thread: these small products only lose time to more
+        for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
+    import shlex
+    import shutil
+
+    from eigraph.model.load import check_path
+    from eigraph.runtime.errors import InputError, SimulationError
+    from eigraph.runtime.results import RESULT_FILES, record_names, write_results, written_here
+    from eigraph.runtime.tasks import TaskError
+    from eigraph.runtime.train import ProgressBar, Trainer, blas_threads, plan_run, read_checkpoint
+
+    model_path = Path(args.model)
+    if not model_path.exists():
+        raise _Usage(f"no such file: '{args.model}'")
+    if model_path.is_dir():
+        raise _Usage(f"'{args.model}' is a folder: give one model file")
+    if args.resume and args.force:
+        raise _Usage("--resume goes on from the folder's checkpoint and --force replaces the folder: pick one")
+    out = Path(args.output) if args.output else Path("results") / model_path.stem
+    checkpoint = out / "checkpoint.npz"
+    if out.exists() and not out.is_dir():
+        raise _Usage(f"'{out}' exists and is not a folder")
+    if args.resume:
+        if not checkpoint.exists():
+            raise _Usage(f"--resume: '{out}' holds no checkpoint.npz to go on from")
+        try:
+            read_checkpoint(checkpoint)
+        except TaskError as exc:
+            raise _Usage(f"--resume: {exc}") from None
+    elif out.exists() and any(out.iterdir()) and not args.force:
+        raise _Usage(f"'{out}' already holds results; pass --force to replace them, --resume to go on from its "
+                     "checkpoint, or -o to write elsewhere")
+    model, found, sources = check_path(model_path)
+    if model is None or any(d.is_error for d in found):
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+        return EXIT_ERRORS
+    if found and not args.quiet:
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+    try:
+        config = plan_run(model, task=args.task, trials=args.trials, batch=args.batch, steps=args.steps,
+                          seed=args.seed, backend=args.backend, eval_every=args.eval_every,
+                          checkpoint_every=args.checkpoint_every)
+    except TaskError as exc:
+        raise _Usage(str(exc)) from None
+    try:  # the folder must be writable before hours of training go into it
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".eigraph-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _Usage(f"cannot write to '{out}': {exc.strerror or exc}") from None
+    if args.force and not args.resume:
+        for path in written_here(out):
+            if path.name in RESULT_FILES or path.suffix == ".png":
+                path.unlink()
+        for extra in ("plots",):
+            if (out / extra).is_dir():
+                shutil.rmtree(out / extra)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    try:
+        from eigraph.compile.lower import CompileError
+
+        trainer = Trainer(model, config)
+    except TaskError as exc:
+        raise _Usage(str(exc)) from None
+    except (CompileError, InputError) as exc:
+        print(f"eigraph run: error: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    if args.resume:
+        try:
+            meta = trainer.load_checkpoint(checkpoint)
+        except TaskError as exc:
+            raise _Usage(f"--resume: {exc}") from None
+        say(f"resuming {out}/checkpoint.npz at trial {meta['trials_done']}")
+    total = config.batches * config.batch
+    say(f"eigraph run: {model_path.name} on {trainer.task.describe()}")
+    say(f"  {total} training trials in batches of {config.batch}, seed {config.seed}, {config.backend} backend; "
+        f"results in {out}/")
+    command = "eigraph run " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["run"] else None
+
+    def save_checkpoint(t):
+        t.save_checkpoint(checkpoint)
+
+    progress = None if args.quiet else ProgressBar(trainer)
+    try:
+        with blas_threads(1):
+            status = trainer.train(progress=progress, checkpoint=save_checkpoint)
+            if status == "interrupted":
+                print(f"eigraph run: interrupted after {trainer.trials_done} of {total} trials; checkpoint written to "
+                      f"{checkpoint}; go on with: eigraph run {args.model} -o {out} --resume", file=sys.stderr)
+                return 130
+            test = trainer.evaluate("test", record=record_names(trainer))
+    except SimulationError as exc:
+        print(f"eigraph run: error: {exc} (after {trainer.trials_done} training trials)", file=sys.stderr)
+        return EXIT_ERRORS
+    files, notes = write_results(out, trainer, test, command=command, plots=not args.no_plots)
+    for note in notes:
+        say(f"eigraph run: note: {note}")
+    rate = trainer.trials_done / trainer.elapsed if trainer.elapsed > 0 else float("nan")
+    print(f"{model_path.name}, {config.task['name']}: test {trainer.task.summary(test.scores)} on {len(test.trials)} "
+          f"held-out trials after {trainer.trials_done} training trials ({trainer.elapsed:.1f} s, {rate:,.0f} trials/s)")
+    print(f"results in {out}/: " + ", ".join(files + ["checkpoint.npz"]))
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's usage errors: exit 2 with the usage line
         self.print_usage(sys.stderr)
@@ -369,6 +477,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: one node per area for very large models; full: every population; areas: by area")
     p.add_argument("--dpi", type=float, default=200, help="resolution of a PNG (default 200)")
     p.set_defaults(func=cmd_viz)
+
+    p = sub.add_parser("run", help="train a model on its task with its local rules, evaluate it and write the results",
+                       description="Train MODEL on the task of its run block (or --task) with its local learning rules, "
+                                   "evaluate it on held-out trials and write DIR: metrics.json, history.csv, "
+                                   "weights.npz, records.npz, model.ei, checkpoint.npz and plots (docs/tasks.md).")
+    p.add_argument("model")
+    p.add_argument("--task", metavar="TASK", help="the task, written as in a run block: 'decision(coherences = [0.1])'")
+    p.add_argument("--trials", type=int, help="training trials (default: the run block's trials)")
+    p.add_argument("--batch", type=int, help="trials run in parallel (default: the run block's batch)")
+    p.add_argument("--steps", type=int, help="steps per trial, for tasks that do not fix it")
+    p.add_argument("--backend", choices=("numpy", "numba"), default="numba")
+    p.add_argument("--seed", type=int, help="seed of the trials and the noise (default: the run block's, else the "
+                                            "network's); the initial weights always follow the model")
+    p.add_argument("-o", "--output", metavar="DIR", help="results folder (default: results/MODEL)")
+    p.add_argument("--force", action="store_true", help="replace the results already in DIR")
+    p.add_argument("--resume", action="store_true", help="go on from DIR/checkpoint.npz")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="evaluate on the validation trials every N training trials (default: 20 times a run)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write DIR/checkpoint.npz every N training trials (default: 10 times a run)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print only the result")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -281,7 +281,7 @@ def test_every_builtin_rule_is_in_the_zoo():
 
 
 # ------------------------------------------------------------------------------------------------
-# Rule updates large enough for prange (post x pre x batch >= 32768)
+# Rule updates on the parallel code path (prange)
 # ------------------------------------------------------------------------------------------------
 WIDE = """\
 network wide { dt = 1 ms; seed = 21; precision = float32 }
@@ -304,7 +304,12 @@ e -> y : dense, init = uniform(0, 0.02), name = "anti", learn = anti_hebb(eta = 
 """
 
 
-def test_wide_rules_use_prange_and_match_reference(learn_folder):
+def test_wide_rules_use_prange_and_match_reference(learn_folder, monkeypatch):
+    from eigraph.backends import numba_gen
+
+    # the threshold for threads is a tuning constant (1M synapses by default); lower it so that
+    # these 64 x 128 rule updates take the parallel code path
+    monkeypatch.setattr(numba_gen, "PARALLEL_MIN_ELEMENTS", 64 * 128)
     model = load_text(learn_folder, "wide.ei", WIDE)
     batch, steps = 4, 60
     rng = np.random.default_rng(3)
@@ -315,7 +320,7 @@ def test_wide_rules_use_prange_and_match_reference(learn_folder):
         if backend == "numba":
             source = sim.backend.source()
             for q in sim.program.plastic:
-                assert 64 * 128 * batch >= 32768
+                assert 64 * 128 >= numba_gen.PARALLEL_MIN_ELEMENTS
                 function = source.split(f"def learn_{q.ident}(", 1)[1].split("\ndef ", 1)[0]
                 assert "prange(128)" in function, f"the rule update of {q.name} does not use prange"
         initial = {name: sim.weights[name] for name in sim.weights}

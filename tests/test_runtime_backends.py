@@ -19,7 +19,16 @@ from conftest import EXAMPLES
 from conftest import MODELS as ROOT_MODELS
 
 import eigraph
-from eigraph.backends.numba_gen import PARALLEL_MIN_ELEMENTS
+from eigraph.backends import numba_gen
+
+# The threshold for threads is a tuning constant (1M elements by default, so that threads never
+# fight the BLAS products of small models); these tests lower it to exercise the parallel code.
+PARALLEL_MIN_ELEMENTS = 32768
+
+
+@pytest.fixture
+def parallel_threshold(monkeypatch):
+    monkeypatch.setattr(numba_gen, "PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)
 from eigraph.runtime import simulator as simulator_module
 from eigraph.runtime.errors import InputError
 
@@ -342,7 +351,7 @@ def test_backend_matches_reference_in_two_calls(ei, backend, batch):
     assert_match(expected, got, reference.program.dtype, exact=(backend == "numpy"))
 
 
-def test_parallel_kernel_matches_reference(ei, backend):
+def test_parallel_kernel_matches_reference(ei, backend, parallel_threshold):
     model = ei.load("big.ei", BIG)
     reference, sim, expected, got = run_both(ei, model, backend, BIG_BATCH, steps=30,
                                              record=["E.r", "E.x", "I.r", "I.x", "out.r", "out.x"])
@@ -353,10 +362,10 @@ def test_parallel_kernel_matches_reference(ei, backend):
 
 
 @pytest.mark.parametrize("name", ["activations.ei", "compartments.ei", "connectivity.ei"])
-def test_parallel_kernel_matches_reference_on_custom_models(ei, backend, name):
+def test_parallel_kernel_matches_reference_on_custom_models(ei, backend, name, parallel_threshold):
     """The small models with a batch so large that the parallel kernel runs (every activation,
     sparse rows, masks and compartments inside prange). plasticity.ei is left out: its parallel
-    kernel takes ~45 s to compile cold, and rule updates do not use prange yet."""
+    kernel takes ~45 s to compile cold; tests/test_learning_backends.py covers parallel rule updates."""
     model = custom(ei, name)
     largest = max(p.size for p in model.compile(backend="numpy").program.populations.values())
     batch = -(-PARALLEL_MIN_ELEMENTS // largest)

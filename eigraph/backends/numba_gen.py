@@ -22,7 +22,11 @@ from eigraph.backends.numba_rules import RuleEmitter, reads_reward, reads_target
 from eigraph.compile.program import PopulationPlan, Program
 from eigraph.runtime.errors import InputError
 
-PARALLEL_MIN_ELEMENTS = 1 << 15  # neurons x batch of the largest population before prange pays off
+# Threads for element-wise loops only pay off when a loop is far larger than the BLAS products
+# around it: a parallel region each step next to threaded BLAS was measured 10-30x slower on a
+# busy 2-core machine (tools/bench.py), while the whole update pass at N=1024, B=64 is ~25 us.
+PARALLEL_MIN_ELEMENTS = 1 << 20  # neurons x batch of a population, or synapses of a rule
+FASTMATH = "{'reassoc', 'contract'}"  # lets the NaN-check sum vectorise; never nnan/ninf
 
 _ACTIVATIONS = {
     "relu": "max({v}, ZERO)",
@@ -148,24 +152,23 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
         const(f"F_{q.ident}", q.factor, f"sign * gain of {q.name}")
     body(f"B = r_{pops[0].ident}.shape[2]  # batch" if pops else "B = 1")
     for q in program.projections.values():
-        if q.weights.is_sparse:
-            body(f"s_{q.ident} = np.empty(({program.populations[q.target].size}, B), dtype=np.{dtype})"
-                 f"  # rows of {q.name}")
+        kind = "s" if q.weights.is_sparse else "d"
+        body(f"{kind}_{q.ident} = np.empty(({program.populations[q.target].size}, B), dtype=np.{dtype})"
+             f"  # {'rows of' if kind == 's' else 'product of'} {q.name}")
     if emitters:
         const("DT", program.dt or 1.0, "the time step in seconds, for traces")
         body(f"INV_B = np.{dtype}(1.0 / B)")
         for emitter in emitters:
             for line in emitter.scratch():
                 body(line)
-    functions: list[tuple[str, list[str], list[str], bool]] = []
+    functions: list[tuple[str, list[str], list[str], bool, bool]] = []
     available = [name for name, _ in args] + ["t", "n", "cur", "nxt", "B", "INV_B"]
     for q in program.projections.values():
-        if q.weights.is_sparse:
-            available.append(f"s_{q.ident}")
+        available.append(f"{'s' if q.weights.is_sparse else 'd'}_{q.ident}")
     for emitter in emitters:
         available += [line.split(" = ", 1)[0] for line in emitter.scratch()]
 
-    def call(name: str, emit, parallel: bool) -> None:
+    def call(name: str, emit, parallel: bool, fast: bool = False) -> None:
         """Emit ``emit(writer)`` as the function ``name`` and a call to it in the time loop."""
         sub = _Writer()
         sub.indent = 1
@@ -173,7 +176,7 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
         sub("return 0")
         used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(sub.lines)))
         params = [a for a in available if a in used]
-        functions.append((name, params, sub.lines, parallel))
+        functions.append((name, params, sub.lines, parallel, fast))
         body(f"if {name}({', '.join(params)}):")
         body("    return")
 
@@ -192,13 +195,14 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
                 parallel = p.size * batch >= PARALLEL_MIN_ELEMENTS
                 body(f"# integrate {p.name}{_where(p.span)}")
                 call(f"integrate_{p.ident}",
-                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range"), parallel)
+                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range"), parallel,
+                     fast=True)
             elif op.kind == "learn":
                 emitter = next(e for e in emitters if e.q.name == op.name)
                 timing = "True" if emitter.rule.timing == "step" else "trial_end != 0 and t == steps - 1"
                 q = emitter.q
                 size = program.populations[q.source].size * program.populations[q.target].size
-                parallel = emitter.analysis.factorised and size * batch >= PARALLEL_MIN_ELEMENTS
+                parallel = emitter.analysis.factorised and size >= PARALLEL_MIN_ELEMENTS
                 emitter.parallel = parallel
                 body(f"# rule {emitter.rule.name} on {q.name}{_where(q.span)}")
                 body("if learn != 0:")
@@ -226,10 +230,11 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
 
     w("")
     w("\n".join(consts))
-    for name, params, lines, parallel in functions:
+    for name, params, lines, parallel, fast in functions:
         w("")
         w("")
-        flags = "cache=True, nogil=True, error_model='numpy'" + (", parallel=True" if parallel else "")
+        flags = "cache=True, nogil=True, error_model='numpy'" + (", parallel=True" if parallel else "") + (
+            f", fastmath={FASTMATH}" if fast else "")
         w(f"@njit({flags})")
         w(f"def {name}({', '.join(params)}):")
         w.lines += lines
@@ -261,20 +266,21 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) ->
             sparse.append(q)
             terms.setdefault(q.compartment, []).append(f"F_{q.ident} * s_{q.ident}[i, b]")
         else:
-            body(f"d_{q.ident} = np.dot({q.ident}, r_{source.ident}[{slot}])"
+            body(f"np.dot({q.ident}, r_{source.ident}[{slot}], d_{q.ident})"
                  f"  # {q.name}{where if not q.name.endswith(where) else ''}: dense, delay {q.delay}{_where(q.span)}")
             terms.setdefault(q.compartment, []).append(f"F_{q.ident} * d_{q.ident}[i, b]")
     body("chk = 0.0")
     body(f"for i in {loop}({p.size}):")
     with body.block():
         for q in sparse:
-            body(f"for b in range(B):  # row i of {q.name}")
-            body(f"    s_{q.ident}[i, b] = ZERO")
+            body(f"row = s_{q.ident}[i]  # row i of {q.name}")
+            body("for b in range(B):")
+            body("    row[b] = ZERO")
             body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
-            body(f"    j = {q.ident}_indices[k]")
             body(f"    wk = {q.ident}_data[k]")
+            body(f"    src = src_{q.ident}[{q.ident}_indices[k]]")
             body("    for b in range(B):")
-            body(f"        s_{q.ident}[i, b] += wk * src_{q.ident}[j, b]")
+            body("        row[b] += wk * src[b]")
         body("for b in range(B):")
         with body.block():
             soma = " + ".join(terms.get(None, [])) or "ZERO"
@@ -293,7 +299,7 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) ->
                 rate = _ACTIVATIONS[p.activation].format(v="xn")
                 body(f"rn = {rate}")
                 body(f"r_{i}[(n + 1) % {p.history}, i, b] = rn")
-                body("chk += (xn - xn) + (rn - rn)  # 0 unless NaN or infinite")
+                body("chk += xn - xn  # 0 unless NaN or infinite (a finite x has a finite rate)")
             else:
                 body("chk += xn - xn")
     if p.activation == "softmax":

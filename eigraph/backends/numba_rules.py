@@ -372,9 +372,6 @@ class RuleEmitter:
             body(f"for j in range({pre.size}):")
             ref = f"{q.ident}[i, j]"
         body.indent += 1
-        if not self.sparse and q.weights.mask is not None:
-            body(f"if {q.ident}_mask[i, j] == 0:")
-            body("    continue")
         body(f"wv = {ref}")
         body("dsum = 0.0")
         syn_index = "k" if self.sparse else "i, j"
@@ -400,7 +397,8 @@ class RuleEmitter:
             else:
                 body(f"for b in range(B):  # {s.target} = ... (this synapse)")
                 body(f"    {self.temp_var(s.target)}[b] = {value}")
-        body(f"if apply_{self.id}:")
+        present = f" and {q.ident}_mask[i, j] != 0" if not self.sparse and q.weights.mask is not None else ""
+        body(f"if apply_{self.id}{present}:  # traces run on every entry, weights change where a synapse is")
         body.indent += 1
         self._store(body, ref, "dsum * INV_B", clip0)
         body.indent -= 1

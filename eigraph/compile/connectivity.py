@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 DENSE_MASK_DENSITY = 0.5  # a mask denser than this is stored dense (BLAS), else as CSR
+SMALL_DENSE = 16384  # sparse projections with at most this many post x pre entries are stored dense
+# with a mask: at N=64 one BLAS call beats the CSR loop (tools/bench.py), and values are the same
 
 
 @dataclass
@@ -126,12 +128,12 @@ def build_weights(edge: dict, n_pre: int, n_post: int, self_projection: bool, se
             counts = np.full(n_post, conn["k"], dtype=np.int64)
         indptr, indices = _choose_rows(n_post, n_pre, counts, no_self, rng)
         data = draw(edge["init"], indices.size, rng).astype(dtype)
-        return Weights(shape, indptr=indptr, indices=indices, data=data)
+        return _small_as_dense(Weights(shape, indptr=indptr, indices=indices, data=data))
     if kind == "one_to_one":
         indptr = np.arange(n_post + 1, dtype=np.int64)
         indices = np.arange(n_post, dtype=np.int32)
         data = draw(edge["init"], n_post, rng).astype(dtype)
-        return Weights(shape, indptr=indptr, indices=indices, data=data)
+        return _small_as_dense(Weights(shape, indptr=indptr, indices=indices, data=data))
     if kind in ("mask", "weights"):
         array = load_matrix(conn["file"])
         if kind == "weights":
@@ -147,6 +149,17 @@ def build_weights(edge: dict, n_pre: int, n_post: int, self_projection: bool, se
         np.cumsum(np.bincount(rows, minlength=n_post), out=indptr[1:])
         return Weights(shape, indptr=indptr, indices=cols.astype(np.int32), data=values[rows, cols].astype(dtype))
     raise ValueError(f"unknown connectivity {kind}")
+
+
+def _small_as_dense(w: Weights) -> Weights:
+    """A small sparse projection as a dense matrix with a mask (same synapses, same values)."""
+    if w.shape[0] * w.shape[1] > SMALL_DENSE:
+        return w
+    dense = w.to_dense()
+    mask = np.zeros(w.shape, dtype=bool)
+    rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+    mask[rows, w.indices] = True
+    return Weights(w.shape, dense=dense, mask=mask)
 
 
 def load_matrix(path: str) -> np.ndarray:

@@ -48,7 +48,7 @@ def lower(graph: nx.MultiDiGraph) -> Program:
             name=key, index=index, source=source, target=target, compartment=edge["target_compartment"],
             delay=edge["delay"], sign=edge["sign"], gain=edge["gain"], weights=weights, span=edge["span"],
             learn=edge["learn"], bounds=tuple(edge["bounds"]) if edge["bounds"] else None,
-            normalize=edge["normalize"])
+            normalize=edge["normalize"], connectivity=edge["connectivity"].get("text", edge["connectivity"]["kind"]))
         if edge["learn"]:
             projections[key].rule = bind_rule(graph, edge)
     program = Program(graph.graph["name"], graph.graph["file"], dtype, graph.graph["dt"], seed, populations,

@@ -87,6 +87,7 @@ class ProjectionPlan:
     bounds: tuple | None = None
     normalize: float | None = None
     rule: RulePlan | None = None
+    connectivity: str = "dense"  # as written: "sparse(p = 0.1)"
 
     @property
     def ident(self) -> str:

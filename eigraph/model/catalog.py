@@ -30,12 +30,14 @@ DISTRIBUTIONS = {
 
 # Tasks of the run block: name -> {parameter: default}; a default of REQUIRED must be given.
 REQUIRED = object()
+# What each task does with them: docs/tasks.md and eigraph/runtime/tasks/. A default of None means
+# "worked out by the task" (catch: one catch trial per set of conditions, as in pycog).
 TASKS = {
     "digits": {},
-    "spirals": {"arms": 2},
-    "decision": {"coherences": [0.032, 0.064, 0.128, 0.256, 0.512]},
-    "context": {},
-    "forecast": {"signal": "sine"},
+    "spirals": {"arms": 4, "points": 2000, "noise": 0.16},
+    "decision": {"coherences": [0.032, 0.064, 0.128, 0.256, 0.512], "catch": None, "noise": 0.01},
+    "context": {"coherences": [0.05, 0.15, 0.5], "catch": None, "noise": 0.01},
+    "forecast": {"signal": "sine", "noise": 0.025, "washout": 50},
     "data": {"file": REQUIRED},
     "neurogym": {"name": REQUIRED},
 }

@@ -51,12 +51,15 @@ class WeightsView(Mapping):
             rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
             present[rows, w.indices] = True
             if (array[~present] != 0).any():
-                raise InputError(f"{name} is sparse: the new weights must be 0 where it has no synapse")
+                raise InputError(f"{name} ({plan.connectivity}) is sparse: the new weights must be 0 where it has "
+                                 "no synapse")
             w.data[:] = array[rows, w.indices]
         else:
             if w.mask is not None and (array[~w.mask] != 0).any():
-                raise InputError(f"{name} has no synapse at some places (autapses or a mask): the new weights "
-                                 "must be 0 there")
+                what = "is sparse" if plan.connectivity.split("(")[0] in ("sparse", "fixed_in", "one_to_one", "mask") \
+                    else "has no autapses"
+                raise InputError(f"{name} ({plan.connectivity}) {what}: the new weights must be 0 where it has "
+                                 "no synapse")
             w.dense[...] = array
 
     def stored(self, name: str) -> Weights:
@@ -129,6 +132,27 @@ class Simulator:
         if weights:
             for name, initial in self._initial_weights.items():
                 _assign_weights(program.projections[name].weights, initial)
+
+    def reset_state(self, traces: bool = False) -> None:
+        """Start a new trial: states, rates and compartment inputs back to rest and the step
+        counter to 0, keeping the weights and the noise stream (which goes on where it was).
+        ``traces=True`` also sets the rules' traces back to their initial values."""
+        from eigraph.backends.numpy_ref import activation
+
+        program = self.program
+        self.n = 0
+        for p in program.populations.values():
+            if p.role == "input":
+                self.r[p.name][...] = 0
+            else:
+                self.x[p.name][...] = p.x0
+                self.r[p.name][...] = activation(p.activation, self.x[p.name][0]).astype(program.dtype)
+            for c in p.compartments:
+                self.compartment[f"{p.name}.{c}"][...] = 0
+        if traces:
+            for q in program.plastic:
+                for trace in q.rule.analysis.trace_shape:
+                    self.traces[f"{q.name}:{trace}"][...] = q.rule.trace_init.get(trace, 0.0)
 
     @property
     def t(self) -> float | None:
@@ -386,6 +410,13 @@ class Simulator:
 
         from eigraph.fileio import atomic_write_bytes
 
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.state_arrays())
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`save` writes (weights, states, traces and a ``meta`` record): a file
+        holding these and other arrays besides can be read back with :meth:`load`."""
         arrays: dict[str, np.ndarray] = {}
         for name, q in self.program.projections.items():
             w = q.weights
@@ -405,9 +436,7 @@ class Simulator:
         meta = {"format": FORMAT_VERSION, "hash": self.program.content_hash, "n": self.n, "batch": self.batch,
                 "seed": self.seed, "noise_state": self.noise_rng.bit_generator.state}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        return arrays
 
     def load(self, path) -> None:
         """Restore a state written by :meth:`save` for the same model and batch size."""

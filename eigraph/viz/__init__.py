@@ -158,6 +158,11 @@ def render(model, path, diagnostics=None, layout: str = "layered", labels: bool 
     """Write the drawing of ``model`` to ``path`` (format from the extension), atomically.
     Returns notes for the user (a drawing by area, a layout fallback). ``validation``: all the
     findings of ``eigraph validate``, for the HTML page's Dale's-law summary."""
+    notes, _ = _render(model, path, diagnostics, layout, labels, highlight, detail, dpi, validation)
+    return notes
+
+
+def _render(model, path, diagnostics, layout, labels, highlight, detail, dpi, validation):
     from eigraph.fileio import atomic_write_bytes, atomic_write_text
 
     fmt = check_target(path)
@@ -172,12 +177,12 @@ def render(model, path, diagnostics=None, layout: str = "layered", labels: bool 
                            detail="areas" if detail == "areas" else "full")
         text = to_dot(scene, _graph_of(model))
         _write(path, lambda: atomic_write_text(path, text))
-        return list(scene.notes)
+        return list(scene.notes), scene
     from eigraph.viz.picture import render as draw_scene
 
     scene = make_scene(model, diagnostics, labels=labels, highlight=highlight, detail=detail)
     geometry = place(scene, layout)
-    fig = draw_scene(scene, geometry)
+    fig = draw_scene(scene, geometry, title=fmt != "html")  # the page has the title
     if fmt == "html":
         from eigraph.viz.page import page
 
@@ -191,7 +196,7 @@ def render(model, path, diagnostics=None, layout: str = "layered", labels: bool 
     elapsed = time.perf_counter() - started
     if elapsed > 20:
         notes.append(f"drawing took {elapsed:.0f} s ({geometry.engine} layout)")
-    return notes
+    return notes, scene
 
 
 def _write(path, writer) -> None:
@@ -234,10 +239,13 @@ def draw_with_findings(files: list[Path], diagnostics: list, target: str) -> lis
             continue
         # the findings validate reported for this file (so --strict's severities hold)
         findings = here
-        notes = render(model, out, diagnostics=findings, validation=findings)
-        marked = sum(1 for d in findings)
-        messages.append(f"drew {file} to {out}" + (f" with {marked} finding{'s' if marked != 1 else ''} marked"
-                                                   if marked else ""))
+        notes, scene = _render(model, out, findings, "layered", True, (), "auto", 200, findings)
+        marked = sum(1 for f in scene.findings if f.targets)
+        listed = len(scene.findings) - marked
+        told = [f"{marked} finding{'s' if marked != 1 else ''} marked"] if marked else []
+        if listed:
+            told.append(f"{listed} listed under the drawing (no element to mark)")
+        messages.append(f"drew {file} to {out}" + (" with " + " and ".join(told) if told else ""))
         messages += [f"  note: {n}" for n in notes]
     return messages
 

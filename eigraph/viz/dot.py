@@ -254,11 +254,17 @@ def _edge_attrs(scene: Scene, e, i: int, graph, for_layout: bool) -> dict:
     return attrs
 
 
+_EDGE_DATA: dict = {}
+
+
 def _edge_data(graph) -> dict:
-    cached = graph.graph.get("_viz_edges")
-    if cached is None or len(cached) != graph.number_of_edges():
-        cached = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
-    return cached
+    """{projection name: edge data}, built once per graph."""
+    key = id(graph)
+    cached = _EDGE_DATA.get(key)
+    if cached is None or cached[0] is not graph:
+        _EDGE_DATA.clear()
+        cached = _EDGE_DATA[key] = (graph, {k: d for _, _, k, d in graph.edges(keys=True, data=True)})
+    return cached[1]
 
 
 # --------------------------------------------------------------------------- layout by dot

@@ -269,6 +269,8 @@ def route_edges(scene: Scene, shapes: dict[str, Shape], clusters: dict, routes: 
     for e in scene.edges:
         pairs[(e.source, e.target)] = pairs.get((e.source, e.target), 0) + 1
     obstacles = list(shapes.items())
+    # a very large drawing: no search for a better curve (it would take minutes), just clip
+    fast = len(scene.edges) > 400 or len(shapes) > 200
     paths: list[np.ndarray | None] = [None] * len(scene.edges)
     drawn: list[np.ndarray] = []
     order = sorted(range(len(scene.edges)), key=lambda i: (scene.edges[i].source == scene.edges[i].target,
@@ -287,7 +289,8 @@ def route_edges(scene: Scene, shapes: dict[str, Shape], clusters: dict, routes: 
             end = np.array([port]) if port is not None else np.array([[head.cx, head.cy]])
             raw = np.vstack([start, raw, end])
             path = clip(raw, tail, head, port)
-            cost = _cost(path, shapes_list=obstacles, clusters=clusters, scene=scene, e=e, drawn=drawn, port=port)
+            cost = 0.0 if fast else _cost(path, shapes_list=obstacles, clusters=clusters, scene=scene, e=e,
+                                          drawn=drawn, port=port)
             if cost > 5.0:  # Graphviz's spline runs through a node or takes a detour: try ours
                 other = _best_direct(e, tail, head, port, obstacles, clusters, scene, drawn,
                                      (e.target, e.source) in pairs)
@@ -303,15 +306,24 @@ def route_edges(scene: Scene, shapes: dict[str, Shape], clusters: dict, routes: 
             if port is not None:
                 pts.insert(len(pts) - 1, (port[0], port[1] + 24))
             paths[i] = clip(smooth(pts), tail, head, port)
+        elif fast:
+            p0, p2 = np.array([tail.cx, tail.cy]), np.array(port if port is not None else (head.cx, head.cy))
+            d = p2 - p0
+            normal = np.array([d[1], -d[0]]) / (math.hypot(*d) or 1.0)
+            bend = 0.15 if (e.target, e.source) in pairs else 0.0
+            paths[i] = clip(quad(p0, (p0 + p2) / 2 + normal * bend * math.hypot(*d), p2, 16), tail, head, port)
         else:
             paths[i] = _best_direct(e, tail, head, port, obstacles, clusters, scene, drawn,
                                     (e.target, e.source) in pairs)
-        if paths[i] is not None:
+        if paths[i] is not None and not fast:
             drawn.append(paths[i])
     for i in loops:
         e = scene.edges[i]
         shape = shapes[e.source]
-        paths[i] = _loop(e, shape, scene, paths, obstacles)
+        if fast:
+            paths[i] = clip(self_loop(shape, math.pi / 2), shape, shape, loop=True)
+        else:
+            paths[i] = _loop(e, shape, scene, paths, obstacles)
     return paths
 
 

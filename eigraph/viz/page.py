@@ -24,7 +24,8 @@ figure svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 table { border-collapse: collapse; font-size: 0.86em; width: 100%; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #ececec; vertical-align: top; }
 th { background: #f5f5f3; font-weight: 600; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.compact { width: auto; } table.compact td, table.compact th { padding: 4px 16px; }
 code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.95em; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 50%; margin-right: 6px;
           vertical-align: -0.05em; border: 1.5px solid; }
@@ -51,8 +52,10 @@ def _tau(d: dict) -> str:
     return "–"
 
 
-def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
-    out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), compact: bool = False) -> str:
+    cells = "".join(f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>"
+                    for i, h in enumerate(head))
+    out = [f'<table{" class=compact" if compact else ""}><thead><tr>{cells}</tr></thead><tbody>']
     for row in rows:
         out.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
                                     for i, c in enumerate(row)) + "</tr>")
@@ -82,7 +85,8 @@ def dale_summary(graph, diagnostics) -> str:
     if exc + inh:
         parts.append(f'<p class="note">Hidden neurons: {exc:,} excitatory, {inh:,} inhibitory'
                      + (f" ({100 * exc / (exc + inh):.0f}% E)" if exc + inh else "") + ".</p>")
-    parts.append(_table(["sign", "populations", "neurons", "projections from them", "synapses"], rows, {1, 2, 3, 4}))
+    parts.append(_table(["sign", "populations", "neurons", "projections from them", "synapses"], rows, {1, 2, 3, 4},
+                        compact=True))
     if not dale:
         parts.append('<p class="ok">No Dale\'s-law findings: every hidden population is excitatory or inhibitory, '
                      "and every projection from a signed population stores magnitudes of one sign.</p>")
@@ -102,6 +106,11 @@ def page(model, scene: Scene, svg: str, diagnostics) -> str:
     name = graph.graph.get("name") or "network"
     svg = re.sub(r"^<\?xml[^>]*\?>\s*", "", svg)
     svg = re.sub(r"^<!DOCTYPE[^>]*>\s*", "", svg)
+    natural = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', svg)
+    if natural:  # up to 1.5 times its size in points, as wide as the page allows
+        wide = float(natural.group(1)) * 1.5
+        svg = re.sub(r'(<svg[^>]*?)\swidth="[\d.]+pt"\s+height="[\d.]+pt"',
+                     rf'\1 style="width: min(100%, {wide:.0f}px); height: auto"', svg, count=1)
     dt = graph.graph.get("dt")
     meta = [escape(str(graph.graph.get("file") or "")),
             f"dt = {format_number(round(dt * 1e3, 6))} ms" if dt else "no dt (discrete steps)",

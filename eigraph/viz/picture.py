@@ -290,7 +290,7 @@ def _legend_layout(items, width: float):
 
 
 def _wrap(text: str, width: float, size: float) -> list[str]:
-    chars = max(30, int(width / (size * 0.56)))
+    chars = max(30, int(width / (size * 0.62)))
     return textwrap.wrap(text, chars) or [""]
 
 

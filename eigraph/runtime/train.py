@@ -1,0 +1,460 @@
+"""The training loop behind ``eigraph run``: trials from a task, local learning, evaluation on
+held-out trials, checkpoints.
+
+One batch of trials at a time (docs/tasks.md):
+
+- the dynamic state goes back to rest (:meth:`Simulator.reset_state`: weights, traces and the
+  noise stream go on);
+- the trial runs in segments of steps where learning is on or off for the whole batch: learning
+  (with the targets) on the steps whose target counts for every trial of the batch (the task's
+  mask), without learning elsewhere. Epochs are aligned within a batch, so for the built-in tasks
+  this is exactly the task's mask. A rule ``on trial`` updates at the end of each learning segment;
+- the training batch's score is kept for the learning curve.
+
+Every ``eval_every`` trials (and before the first and after the last batch) the network runs
+without learning on the task's validation trials; at the end on its test trials. Evaluations draw
+their noise from their own generator, so how often one evaluates does not change training. The
+training stream is a function of (seed, batch number), and a checkpoint holds the simulator's
+whole state (weights, traces, noise stream) with the loop's counters and history: a run resumed
+from one goes on exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from eigraph.runtime.tasks import Task, TaskError, Trials, make_task, parse_task
+
+CHECKPOINT_FORMAT = 1
+EVAL_NOISE_KEY = 7  # seeds the evaluation noise: [seed, 7, split]
+
+
+@dataclass
+class RunConfig:
+    """What a run does: the model's run block with the command line's overrides applied."""
+
+    task: dict
+    inputs: list[str]
+    targets: list[str]
+    trials: int
+    batch: int
+    steps: int | None
+    record: list[str]
+    seed: int
+    backend: str = "numba"
+    eval_every: int = 0  # trials; 0: about 20 evaluations per run
+    checkpoint_every: int = 0  # trials; 0: about 10 checkpoints per run
+
+    @property
+    def batches(self) -> int:
+        return max(1, math.ceil(self.trials / self.batch))
+
+    def every(self, trials: int, default_count: int) -> int:
+        """A schedule in batches: every ``trials`` trials, or about ``default_count`` times a run."""
+        if trials:
+            return max(1, round(trials / self.batch))
+        return max(1, round(self.batches / default_count))
+
+    def same_run(self, other: RunConfig) -> list[str]:
+        """The settings of ``other`` that differ in a way that changes training (for --resume)."""
+        keys = ("task", "inputs", "targets", "batch", "steps", "seed")
+        return [k for k in keys if _jsonable(getattr(self, k)) != _jsonable(getattr(other, k))]
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+DEFAULT_TRIALS = 1000
+DEFAULT_BATCH = 16
+
+
+def plan_run(model, task: str | None = None, trials: int | None = None, batch: int | None = None,
+             steps: int | None = None, seed: int | None = None, backend: str = "numba",
+             eval_every: int = 0, checkpoint_every: int = 0) -> RunConfig:
+    """The run block of ``model`` with these overrides; missing inputs and targets are inferred
+    (the input populations; the populations whose rules read ``target``). :class:`TaskError`
+    says what is missing or wrong."""
+    spec = model.run
+    task_spec = parse_task(task) if task else (spec.task if spec is not None else None)
+    if task_spec is None:
+        raise TaskError(f"'{model.path}' has no task: add a run block (run {{ task = digits; inputs = ...; "
+                        "targets = ... }}) or pass --task")
+    populations = model.populations
+    inputs = list(spec.inputs) if spec is not None and spec.inputs else \
+        [name for name, p in populations.items() if p.role == "input"]
+    targets = list(spec.targets) if spec is not None and spec.targets else []
+    if not targets:
+        readers = []
+        for projection in model.projections.values():
+            rule = model.rules.get(projection.learn["rule"]) if projection.learn else None
+            if rule is not None and "target" in rule_names(rule) and projection.target not in readers:
+                readers.append(projection.target)
+        targets = readers or [name for name, p in populations.items() if p.role == "readout"]
+    if not inputs:
+        raise TaskError(f"'{model.path}' has no input population for the task's inputs")
+    if not targets:
+        raise TaskError(f"'{model.path}' has no population for the task's outputs: set targets in the run block")
+    for what, value in (("trials", trials), ("batch", batch), ("steps", steps)):
+        if value is not None and value < 1:
+            raise TaskError(f"--{what} must be at least 1, got {value}")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise TaskError(f"--seed must be between 0 and 2^32 - 1, got {seed}")
+    for what, value in (("eval-every", eval_every), ("checkpoint-every", checkpoint_every)):
+        if value < 0:
+            raise TaskError(f"--{what} must be 0 (automatic) or a number of trials, got {value}")
+    pick = (lambda given, key, default: given if given is not None else
+            (getattr(spec, key) if spec is not None and getattr(spec, key) is not None else default))
+    return RunConfig(task=task_spec, inputs=inputs, targets=targets,
+                     trials=int(pick(trials, "trials", DEFAULT_TRIALS)), batch=int(pick(batch, "batch", DEFAULT_BATCH)),
+                     steps=pick(steps, "steps", None), record=list(spec.record) if spec is not None else [],
+                     seed=int(pick(seed, "seed", model.network.seed)), backend=backend,
+                     eval_every=int(eval_every), checkpoint_every=int(checkpoint_every))
+
+
+def rule_names(rule) -> set[str]:
+    """The names a rule's statements read (``pre``, ``target``, ``reward``, ...)."""
+    from eigraph.expr import ast as ex
+
+    return {n.dotted for s in rule.statements for n in ex.walk(s.value) if isinstance(n, ex.Name)}
+
+
+@dataclass
+class Evaluation:
+    scores: dict
+    trials: Trials
+    outputs: np.ndarray  # (T, B, n_out)
+    records: dict[str, np.ndarray] = field(default_factory=dict)  # of the first batch of trials
+
+
+class Stop:
+    """Set by Ctrl-C (see :meth:`Trainer.train`) or by a caller: the loop stops after the batch."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+class Trainer:
+    """Trains ``model`` on its task. ``Trainer(model, plan_run(model)).train()``."""
+
+    def __init__(self, model, config: RunConfig, sim=None):
+        self.model = model
+        self.config = config
+        self.task: Task = make_task(config.task, config.seed, model.network.dt, config.steps)
+        self.in_slices = self._slices(config.inputs, self.task.n_in, "inputs", self.task.input_names,
+                                      role="input")
+        self.out_slices = self._slices(config.targets, self.task.n_out, "targets", self.task.output_names)
+        self._check_rules()
+        self.sim = sim if sim is not None else model.compile(backend=config.backend, batch=config.batch,
+                                                             seed=config.seed)
+        for name in config.record:
+            try:
+                self.sim.read(name)
+            except KeyError as exc:
+                raise TaskError(f"record: {exc.args[0]}") from None
+        self.batches_done = 0
+        self.history: list[dict] = []
+        self.elapsed = 0.0  # seconds of training and evaluation, over every session of this run
+        self.pending: list[float] = []  # training-batch scores since the last evaluation
+        self.interrupted = False
+
+    # set-up ------------------------------------------------------------------------------------
+    def _slices(self, names: list[str], width: int, key: str, channels: list[str], role: str | None = None):
+        populations = self.model.populations
+        out, start = [], 0
+        for name in names:
+            p = populations.get(name)
+            if p is None:
+                raise TaskError(f"{key}: no population '{name}'")
+            if role == "input" and p.role != "input":
+                raise TaskError(f"inputs: '{name}' is not an input population")
+            if role is None and p.role == "input":
+                raise TaskError(f"targets: '{name}' is an input population")
+            out.append((name, slice(start, start + p.size)))
+            start += p.size
+        if start != width:
+            what = "inputs" if key == "inputs" else "outputs"
+            sizes = " + ".join(f"{n} ({populations[n].size})" for n in names)
+            listed = f" ({', '.join(channels)})" if channels and len(channels) <= 12 else ""
+            raise TaskError(f"the {self.task.name} task has {width} {what}{listed}, but the {key} population"
+                            f"{'s' if len(names) > 1 else ''} {sizes} {'have' if len(names) > 1 else 'has'} "
+                            f"{start} neuron{'s' if start != 1 else ''}: make the sizes match")
+        return out
+
+    def _check_rules(self):
+        targets = set(self.config.targets)
+        for projection in self.model.projections.values():
+            if not projection.learn:
+                continue
+            rule = self.model.rules[projection.learn["rule"]]
+            names = rule_names(rule)
+            if "reward" in names:
+                raise TaskError(f"rule '{rule.name}' on {projection.name} reads 'reward', but the {self.task.name} "
+                                "task gives no reward: eigraph run trains with targets; use a target-driven rule "
+                                "there, or run the model from Python with sim.run(..., reward=...)")
+            if "target" in names and projection.target not in targets:
+                raise TaskError(f"rule '{rule.name}' on {projection.name} reads 'target', but '{projection.target}' "
+                                f"is not one of the run's targets ({', '.join(self.config.targets)})")
+
+    # running trials ----------------------------------------------------------------------------
+    @property
+    def trials_done(self) -> int:
+        return self.batches_done * self.config.batch
+
+    def run_batch(self, trials: Trials, learn: bool, record=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Run one batch of trials (exactly ``batch`` of them) from rest; the outputs (T, B, n_out)
+        and the ``record``ed arrays (T, B, N)."""
+        sim = self.sim
+        sim.reset_state()
+        steps = trials.steps
+        learning = trials.mask.all(axis=1) if learn else np.zeros(steps, dtype=bool)
+        outputs = [f"{name}.r" for name, _ in self.out_slices]
+        names = list(dict.fromkeys(outputs + list(record)))
+        pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        start = 0
+        while start < steps:
+            stop = start + 1
+            while stop < steps and learning[stop] == learning[start]:
+                stop += 1
+            inputs = {name: trials.inputs[start:stop, :, s] for name, s in self.in_slices}
+            if learning[start]:
+                targets = {name: trials.targets[start:stop, :, s] for name, s in self.out_slices}
+                out = sim.run(inputs, record=names, targets=targets, learn=True)
+            else:
+                out = sim.run(inputs, record=names, learn=False)
+            for name in names:
+                pieces[name].append(out[name])
+            start = stop
+        arrays = {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
+        output = np.concatenate([arrays[name] for name in outputs], axis=2)
+        return output, {name: arrays[name] for name in record}
+
+    def evaluate(self, split: str, record=()) -> Evaluation:
+        """Run the task's ``split`` trials without learning (in batches, the last one padded)."""
+        trials = self.task.split(split)
+        sim, batch = self.sim, self.config.batch
+        saved_rng = sim.noise_rng
+        key = {"validation": 1, "test": 2}.get(split, 3)
+        sim.noise_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.config.seed,
+                                                                                     EVAL_NOISE_KEY, key])))
+        outputs, records = [], {}
+        try:
+            for start in range(0, len(trials), batch):
+                index = np.arange(start, start + batch) % len(trials)
+                chunk = trials.take(index)
+                out, rec = self.run_batch(chunk, learn=False, record=record if start == 0 else ())
+                keep = min(batch, len(trials) - start)
+                outputs.append(out[:, :keep])
+                if start == 0:
+                    records = {name: value[:, :keep] for name, value in rec.items()}
+        finally:
+            sim.noise_rng = saved_rng
+        output = np.concatenate(outputs, axis=1)
+        return Evaluation(self.task.score(trials, output), trials, output, records)
+
+    # the loop ----------------------------------------------------------------------------------
+    def train(self, stop=None, progress=None, checkpoint=None, handle_sigint: bool = True) -> str:
+        """Train until the configured number of trials: ``"done"``, or ``"interrupted"`` when
+        ``stop()`` became true (Ctrl-C sets it when ``handle_sigint``: the current batch
+        finishes, a checkpoint is written, and the loop returns; a second Ctrl-C aborts at once).
+        ``progress(trainer)`` is called after every batch; ``checkpoint(trainer)`` when one is due."""
+        stop = stop or Stop()
+        config = self.config
+        eval_batches = config.every(config.eval_every, 20)
+        checkpoint_batches = config.every(config.checkpoint_every, 10)
+        previous = None
+        if handle_sigint and isinstance(stop, Stop) and threading.current_thread() is threading.main_thread():
+            def on_sigint(signum, frame):
+                if stop.requested:
+                    raise KeyboardInterrupt
+                stop.requested = True
+                print("\neigraph run: stopping after this batch and writing a checkpoint (Ctrl-C again to abort)",
+                      file=sys.stderr, flush=True)
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            if not self.history:
+                self._evaluate_now()
+            while self.batches_done < config.batches and not stop():
+                started = time.perf_counter()
+                trials = self.task.train_batch(self.batches_done, config.batch)
+                outputs, _ = self.run_batch(trials, learn=True)
+                score = self.task.score(trials, outputs)[self.task.metric]
+                if np.isfinite(score):
+                    self.pending.append(float(score))
+                self.batches_done += 1
+                self.elapsed += time.perf_counter() - started
+                last = self.batches_done == config.batches
+                if self.batches_done % eval_batches == 0 or last:
+                    self._evaluate_now()
+                if checkpoint is not None and (self.batches_done % checkpoint_batches == 0 or last):
+                    checkpoint(self)
+                if progress is not None:
+                    progress(self)
+            if stop() and self.batches_done < config.batches:
+                self.interrupted = True
+                if checkpoint is not None:
+                    checkpoint(self)
+                return "interrupted"
+            return "done"
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _evaluate_now(self):
+        if self.history and self.history[-1]["trials"] == self.trials_done:
+            return
+        started = time.perf_counter()
+        result = self.evaluate("validation")
+        self.elapsed += time.perf_counter() - started
+        metric = self.task.metric
+        row = {"trials": self.trials_done,
+               f"train_{metric}": float(np.mean(self.pending)) if self.pending else None,
+               f"validation_{metric}": float(result.scores[metric]),
+               "elapsed_s": round(self.elapsed, 3)}
+        self.pending = []
+        self.history.append(row)
+
+    # checkpoints -------------------------------------------------------------------------------
+    def checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        meta = {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "batches_done": self.batches_done,
+                "trials_done": self.trials_done, "history": self.history, "elapsed": self.elapsed,
+                "pending": self.pending, "model_hash": self.sim.program.content_hash}
+        arrays = dict(self.sim.state_arrays())
+        arrays["trainer"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        return arrays
+
+    def save_checkpoint(self, path) -> None:
+        import io
+
+        from eigraph.fileio import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.checkpoint_arrays())
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load_checkpoint(self, path) -> dict:
+        """Go on from a checkpoint of this run; returns its trainer record. :class:`TaskError`
+        when it is not one, or was written for a different model or run settings."""
+        meta = read_checkpoint(path)
+        if meta.get("model_hash") != self.sim.program.content_hash:
+            raise TaskError(f"'{path}' was written for a different model (or eigraph version): it cannot be resumed "
+                            "with this one")
+        saved = RunConfig(**meta["config"])
+        differ = self.config.same_run(saved)
+        if differ:
+            detail = ", ".join(f"{k} {_jsonable(getattr(saved, k))} (now {_jsonable(getattr(self.config, k))})"
+                               for k in differ)
+            raise TaskError(f"'{path}' was written by a run with other settings: {detail}; resume with the same "
+                            "settings, or start a new run in another folder")
+        try:
+            self.sim.load(path)
+        except Exception as exc:  # noqa: BLE001 - a damaged file: say so plainly
+            raise TaskError(f"cannot resume from '{path}': {exc}") from None
+        self.batches_done = int(meta["batches_done"])
+        self.history = list(meta["history"])
+        self.elapsed = float(meta["elapsed"])
+        self.pending = list(meta.get("pending", []))
+        return meta
+
+
+def read_checkpoint(path) -> dict:
+    """The trainer record of a checkpoint file (and a check that it is one)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "trainer" not in data or "meta" not in data:
+                raise TaskError(f"'{path}' is not an eigraph run checkpoint")
+            meta = json.loads(bytes(data["trainer"]).decode())
+    except TaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable or truncated
+        raise TaskError(f"cannot read the checkpoint '{path}': {exc}") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise TaskError(f"'{path}' is a checkpoint of another format ({meta.get('format')})")
+    return meta
+
+
+class ProgressBar:
+    """A plain-text progress bar on stderr: trials, the latest scores, trials per second, time
+    left. On a terminal it redraws one line; elsewhere it prints a line every 10%."""
+
+    def __init__(self, trainer: Trainer, stream=None, width: int = 24):
+        self.trainer = trainer
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last_draw = 0.0
+        self.last_decile = -1
+        self.start_elapsed = trainer.elapsed
+        self.start_trials = trainer.trials_done
+
+    def __call__(self, trainer: Trainer) -> None:
+        total = trainer.config.batches * trainer.config.batch
+        done = trainer.trials_done
+        now = time.monotonic()
+        final = done >= total
+        decile = int(10 * done / total)
+        if self.tty and not final and now - self.last_draw < 0.1:
+            return
+        if not self.tty and not final and decile == self.last_decile:
+            return
+        self.last_draw, self.last_decile = now, decile
+        line = self.line(trainer, done, total)
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def line(self, trainer: Trainer, done: int, total: int) -> str:
+        task = trainer.task
+        filled = int(self.width * done / total)
+        bar = "#" * filled + "." * (self.width - filled)
+        spent = trainer.elapsed - self.start_elapsed
+        rate = (done - self.start_trials) / spent if spent > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else float("nan")
+        parts = [f"[{bar}] {done}/{total} trials"]
+        metric = task.metric
+        if trainer.pending:
+            parts.append(f"train {metric} {np.mean(trainer.pending):.4g}{task.unit}")
+        if trainer.history:
+            value = trainer.history[-1][f"validation_{metric}"]
+            parts.append(f"validation {metric} {value:.4g}{task.unit}")
+        parts.append(f"{rate:,.0f} trials/s")
+        if np.isfinite(left) and done < total:
+            parts.append(f"{_duration(left)} left")
+        return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
+@contextlib.contextmanager
+def blas_threads(count: int):
+    """Limit the BLAS libraries to ``count`` threads (with threadpoolctl, when installed). The
+    products of a small rate network are far too small for threads, and idle BLAS threads spinning
+    next to the simulation cost up to 40x on a loaded 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
