@@ -62,14 +62,14 @@ def constraint_violations(sim) -> list[str]:
     eps = np.finfo(program.dtype).eps
     for q in program.projections.values():
         w = sim.weights.stored(q.name)
-        values = w.data if w.is_sparse else w.dense
+        values = w.values()  # the synapses that exist (a masked dense matrix holds zeros elsewhere)
         if program.dale and q.sign != 0 and not (values >= 0).all():
             out.append(f"{q.name}: magnitude {values.min()!r} < 0 under Dale's law")
         if q.bounds and not q.normalize:
             lo, hi = (program.dtype.type(b) for b in q.bounds)
             if not ((values >= lo).all() and (values <= hi).all()):
                 out.append(f"{q.name}: weights in [{values.min()!r}, {values.max()!r}] outside {list(q.bounds)}")
-        if not w.is_sparse and w.mask is not None and (values[~w.mask] != 0).any():
+        if not w.is_sparse and w.mask is not None and (w.dense[~w.mask] != 0).any():
             out.append(f"{q.name}: a weight where there is no synapse")
         if q.normalize:
             dense = np.abs(w.to_dense().astype(np.float64))
