@@ -318,7 +318,6 @@ def cmd_run(args) -> int:
         for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(variable, "1")
     import shlex
-    import shutil
 
     from eigraph.model.load import check_path
     from eigraph.runtime.errors import InputError, SimulationError
@@ -359,6 +358,22 @@ def cmd_run(args) -> int:
                           checkpoint_every=args.checkpoint_every)
     except TaskError as exc:
         raise _Usage(str(exc)) from None
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise _Usage(f"cannot write to '{out}': " + ("'" + str(existing) + "' is not a folder" if not existing.is_dir()
+                                                       else "permission denied"))
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    try:
+        from eigraph.compile.lower import CompileError
+
+        trainer = Trainer(model, config)  # makes the task and compiles: every check before the folder
+    except TaskError as exc:
+        raise _Usage(str(exc)) from None
+    except (CompileError, InputError) as exc:
+        print(f"eigraph run: error: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
     try:  # the folder must be writable before hours of training go into it
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".eigraph-write-test"
@@ -370,19 +385,6 @@ def cmd_run(args) -> int:
         for path in written_here(out):
             if path.name in RESULT_FILES or path.suffix == ".png":
                 path.unlink()
-        for extra in ("plots",):
-            if (out / extra).is_dir():
-                shutil.rmtree(out / extra)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    try:
-        from eigraph.compile.lower import CompileError
-
-        trainer = Trainer(model, config)
-    except TaskError as exc:
-        raise _Usage(str(exc)) from None
-    except (CompileError, InputError) as exc:
-        print(f"eigraph run: error: {exc}", file=sys.stderr)
-        return EXIT_ERRORS
     if args.resume:
         try:
             meta = trainer.load_checkpoint(checkpoint)

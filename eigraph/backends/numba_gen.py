@@ -207,7 +207,7 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
                 body(f"# rule {emitter.rule.name} on {q.name}{_where(q.span)}")
                 body("if learn != 0:")
                 with body.block():
-                    call(f"learn_{q.ident}", lambda w_, e=emitter, tm=timing: e.emit(w_, tm), parallel)
+                    call(f"learn_{q.ident}", lambda w_, e=emitter, tm=timing: e.emit(w_, tm), parallel, fast=True)
             elif op.kind == "update":
                 pass  # emitted with its rule: each rule reads only its own weights
             elif op.kind == "record":

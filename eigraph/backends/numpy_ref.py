@@ -47,6 +47,10 @@ class NumpyBackend:
             reward: np.ndarray | None = None, learn: bool = True, trial_end: bool = True):
         """Advance ``sim`` by ``steps``. Returns None, or (step, what) for the first non-finite value:
         ``what`` is a population name, or ``("rule", projection name)`` for weights."""
+        with np.errstate(all="ignore"):  # overflow is reported as a SimulationError, not a warning
+            return self._run(sim, steps, inputs, noise, records, targets, reward, learn, trial_end)
+
+    def _run(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end):
         program = self.program
         for t in range(steps):
             n = sim.n

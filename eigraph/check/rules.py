@@ -23,6 +23,8 @@ def _analysis(text: str):
     if doc is None or problems or not doc.rules:
         return None
     rule = doc.rules[0]
+    if not any(s.kind == "let" and s.target == "dw" for s in rule.body):
+        return None  # a rule without dw is reported where it is declared; there is nothing to analyse
     return analyse(rule.body, {p.name for p in rule.params})
 
 

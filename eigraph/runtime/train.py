@@ -427,8 +427,10 @@ class ProgressBar:
         left = (total - done) / rate if rate > 0 else float("nan")
         parts = [f"[{bar}] {done}/{total} trials"]
         metric = task.metric
-        if trainer.pending:
-            parts.append(f"train {metric} {np.mean(trainer.pending):.4g}{task.unit}")
+        train = np.mean(trainer.pending) if trainer.pending else (
+            trainer.history[-1].get(f"train_{metric}") if trainer.history else None)
+        if train is not None:
+            parts.append(f"train {metric} {train:.4g}{task.unit}")
         if trainer.history:
             value = trainer.history[-1][f"validation_{metric}"]
             parts.append(f"validation {metric} {value:.4g}{task.unit}")

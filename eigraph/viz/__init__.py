@@ -20,6 +20,7 @@ FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "d
 LAYOUTS = ("layered", "spring")
 DETAILS = ("auto", "full", "areas")
 MAX_PIXELS = 8000  # the longer side of a PNG at most
+DOT_MAX_EDGES = 2500  # above this, dot would run past its time limit: the built-in layout goes first
 
 
 class VizError(Exception):
@@ -105,7 +106,10 @@ def place(scene: Scene, layout: str = "layered"):
         return circle(scene)
     if layout == "layered":
         program = find_dot()
-        if program:
+        if program and len(scene.edges) > DOT_MAX_EDGES:
+            scene.notes.append(f"{len(scene.edges):,} edges are more than Graphviz dot lays out in reasonable time; "
+                               f"used the built-in layout")
+        elif program:
             try:
                 return layout_with_dot(scene, program)
             except DotFailed as exc:

@@ -240,7 +240,7 @@ def layered(items: list[str], size: dict, wedges: dict, info: dict, comp_edges: 
 
     best = [list(layer) for layer in layers]
     best_c = total_crossings()
-    big = sum(len(layer) for layer in layers) > 400
+    big = sum(len(layer) for layer in layers) > 400 or len(links) > 1500
     for it in range(4 if big else 10):
         sweep(1 if it % 2 == 0 else -1)
         c = best_c if big else total_crossings()
@@ -431,7 +431,8 @@ def layout(scene: Scene, mode: str = "layered") -> Geometry:
         if not items:
             box_of_level[path] = (0.0, 0.0)
             return
-        if mode == "spring":
+        dense = len(items) > 40 and len(wedges) > 8 * len(items)  # no hierarchy to show: columns would be a tangle
+        if mode == "spring" or dense:
             pos, bends = spring(items, size, dict(wedges), info)
         else:
             pos, bends = layered(items, size, dict(wedges), info, comp_edges, dict(label_w))

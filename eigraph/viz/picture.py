@@ -18,6 +18,7 @@ from eigraph.viz.geometry import Geometry, end_direction, label_size, trim_end
 from eigraph.viz.scene import Scene
 
 LEGEND_MIN_WIDTH = 470.0
+BATCH_EDGES = 1500  # above this many edges, draw them as collections
 
 
 def _mpl():
@@ -176,6 +177,32 @@ def _draw_edge(cv: Canvas, scene: Scene, e, path, idx: int):
         pts = [tip, base + n * half, base - n * half]
         cv.add(cv.patches.Polygon(pts, closed=True, facecolor=color, edgecolor=color, linewidth=0.6, alpha=alpha,
                                   zorder=2.1, joinstyle="miter"), f"edge-{idx}-head")
+
+
+def _draw_edges_batched(cv: Canvas, scene: Scene, paths):
+    """Thousands of edges as a few collections (one artist each would take minutes to draw);
+    the SVG then has no group per projection."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    lines, widths, colors, heads, head_colors = [], [], [], [], []
+    for e, path in zip(scene.edges, paths):
+        if path is None or len(path) < 2:
+            continue
+        head = _head_length(e.width) * 0.8
+        d = end_direction(path, back=head)
+        n = np.array([-d[1], d[0]])
+        tip = path[-1]
+        lines.append(trim_end(path, head * 0.8))
+        widths.append(e.width)
+        colors.append(e.color)
+        half = 2.2 + 0.8 * e.width
+        if e.sign < 0:
+            heads.append([tip + n * half, tip - n * half, tip - n * half - d * 2.0, tip + n * half - d * 2.0])
+        else:
+            heads.append([tip, tip - d * head + n * half, tip - d * head - n * half])
+        head_colors.append(e.color)
+    cv.ax.add_collection(LineCollection(lines, linewidths=widths, colors=colors, alpha=0.55, zorder=2))
+    cv.ax.add_collection(PolyCollection(heads, facecolors=head_colors, edgecolors="none", alpha=0.8, zorder=2.1))
 
 
 def _draw_label(cv: Canvas, scene: Scene, e, at, idx: int):
@@ -346,8 +373,11 @@ def render(scene: Scene, geometry: Geometry, ax=None, legend: bool = True, title
         for number in cluster.findings[:1]:
             _badge(cv, bx1 - 8, by1 - 8, scene.findings[number - 1].badge, scene.findings[number - 1].color)
 
-    for idx, (e, path) in enumerate(zip(scene.edges, geometry.paths)):
-        _draw_edge(cv, scene, e, path, idx)
+    if len(scene.edges) > BATCH_EDGES:
+        _draw_edges_batched(cv, scene, geometry.paths)
+    else:
+        for idx, (e, path) in enumerate(zip(scene.edges, geometry.paths)):
+            _draw_edge(cv, scene, e, path, idx)
     node_index = {name: i for i, name in enumerate(scene.nodes)}
     for name, node in scene.nodes.items():
         _draw_node(cv, scene, node, geometry.shapes[name], node_index[name])

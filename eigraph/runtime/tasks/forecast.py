@@ -94,8 +94,9 @@ class Forecast(Task):
             ax.plot(k[window], trials.conditions["clean_next"][0][window], "-", lw=0.8, color="black",
                     label="clean sine")
             ax.plot(k[window], outputs[window, 0, 0], "-", lw=1.2, color="tab:red", label="network prediction")
-            ax.axvspan(0, self.washout, color="0.93", lw=0)
             ax.set_xlabel("step")
+        if self.washout:
+            axes[0].axvspan(0, self.washout, color="0.93", lw=0, label="washout (not scored)")
         axes[0].set_title(f"test series 1: rmse {scores['rmse']:.4f}, copy-last-value baseline "
                           f"{scores['baseline_rmse']:.4f}, noise floor {self.noise:g}")
         axes[0].legend(fontsize=8, loc="upper right", ncol=3)

@@ -75,6 +75,8 @@ class Spirals(DatasetTask):
             for j in range(self.n_out):
                 axes[1].text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
                              color="white" if fraction[i, j] > 0.5 else "black")
+        axes[1].set_xticks(range(self.n_out))
+        axes[1].set_yticks(range(self.n_out))
         axes[1].set_xlabel("predicted arm")
         axes[1].set_ylabel("true arm")
         axes[1].set_title("confusion matrix")
