@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from eigraph.compile.program import Program, ProjectionPlan
-from eigraph.compile.rules import BATCH, CONST, POST, PRE, SYN, expression_sides, term_factor
+from eigraph.compile.rules import BATCH, CONST, POST, PRE, SYN, expression_sides, shape_of, term_factor
 from eigraph.expr import ast as ex
 from eigraph.model import units
 
@@ -48,7 +48,7 @@ class RuleEmitter:
         known = self.analysis.sides
         self.side = {}
         for pos, s in enumerate(statements):
-            self.side[pos] = _kind(expression_sides(s.value, known) | (known.get(s.target, set()) if s.kind == "ode" else set()))
+            self.side[pos] = shape_of(expression_sides(s.value, known) | (known.get(s.target, set()) if s.kind == "ode" else set()))
             if s.kind == "ode":
                 self.side[pos] = self.analysis.trace_shape[s.target]
         self.ode_pos = {s.target: pos for pos, s in enumerate(statements) if s.kind == "ode"}
@@ -167,7 +167,7 @@ class RuleEmitter:
         for side in sorted(uses):
             size = pre.size if side == "pre" else post.size
             body(f"for b in range(B):  # mean({side})")
-            body(f"    acc = 0.0")
+            body("    acc = 0.0")
             body(f"    for z in range({size}):")
             body(f"        acc += {side}_{self.id}[z, b]")
             body(f"    m{side}_{self.id}[b] = acc / {size}")
@@ -410,16 +410,6 @@ class RuleEmitter:
             body.indent -= 1
         body.indent -= 1
         self._nan_check(body)
-
-
-def _kind(sides: set) -> str:
-    if "w" in sides or SYN in sides or (PRE in sides and POST in sides):
-        return SYN
-    if PRE in sides:
-        return PRE
-    if POST in sides:
-        return POST
-    return CONST
 
 
 def _index(kind: str) -> str:

@@ -59,7 +59,8 @@ class RuleAnalysis:
         return [name for name, shape in self.trace_shape.items() if shape == SYN]
 
 
-def _shape(sides: set) -> str:
+def shape_of(sides: set) -> str:
+    """The shape of something that depends on ``sides``: syn, pre, post or const."""
     if "w" in sides or SYN in sides or (PRE in sides and POST in sides):
         return SYN
     if PRE in sides:
@@ -111,7 +112,7 @@ def analyse(statements: list[ast.Statement], params: set[str]) -> RuleAnalysis:
         if not changed:
             break
     shared = {s.target for s in traces if s.shared}
-    trace_shape = {s.target: _shape(known[s.target]) for s in traces}
+    trace_shape = {s.target: shape_of(known[s.target]) for s in traces}
     batched = {s.target: s.target not in shared for s in traces}
     temporaries = [s.target for s in statements if s.kind == "let" and s.target != "dw"]
     dw = next(s.value for s in statements if s.kind == "let" and s.target == "dw")
