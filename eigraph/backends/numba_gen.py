@@ -17,8 +17,8 @@ import re
 import numpy as np
 
 from eigraph import __version__
-from eigraph.compile.cache import file_lock, load_module
 from eigraph.backends.numba_rules import RuleEmitter, reads_reward, reads_target
+from eigraph.compile.cache import file_lock, load_module
 from eigraph.compile.program import PopulationPlan, Program
 from eigraph.runtime.errors import InputError
 

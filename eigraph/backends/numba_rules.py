@@ -234,7 +234,7 @@ class RuleEmitter:
         return out
 
     def factorised(self, body) -> None:
-        q, pre, post = self.q, self.pre_pop, self.post_pop
+        pre, post = self.pre_pop, self.post_pop
         dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
         body(f"if apply_{self.id}:")
         body.indent += 1

@@ -186,8 +186,7 @@ class NumpyBackend:
                 key = f"{q.name}:{statement.target}"
                 full = np.broadcast_to(np.asarray(value, dtype=program.dtype), frame)
                 kind = rule.analysis.trace_shape[statement.target]
-                reduced = {"pre": lambda: full[0], "post": lambda: full[:, 0], "const": lambda: full[0, 0],
-                           "syn": lambda: full[rows, w.indices] if w.is_sparse else full}[kind]()
+                reduced = _to_trace_shape(full, kind, rows, w)
                 if not rule.analysis.batched[statement.target]:
                     reduced = reduced.mean(axis=-1)
                 sim.traces[key][...] = sim.traces[key] + dt * np.reshape(reduced, sim.traces[key].shape)
@@ -198,6 +197,17 @@ class NumpyBackend:
             else:
                 temps[statement.target] = value
         return dw
+
+
+def _to_trace_shape(full: np.ndarray, kind: str, rows, w) -> np.ndarray:
+    """A value in the (post x pre x batch) frame, reduced to a trace's own shape."""
+    if kind == "pre":
+        return full[0]
+    if kind == "post":
+        return full[:, 0]
+    if kind == "const":
+        return full[0, 0]
+    return full[rows, w.indices] if w.is_sparse else full
 
 
 def apply_update(program: Program, q: ProjectionPlan, dw: np.ndarray) -> None:
