@@ -401,23 +401,34 @@ def cmd_run(args) -> int:
         t.save_checkpoint(checkpoint)
 
     progress = None if args.quiet else ProgressBar(trainer)
+    phase = "training"
     try:
         with blas_threads(1):
             status = trainer.train(progress=progress, checkpoint=save_checkpoint)
+            phase = "testing"
             if status == "interrupted":
                 print(f"eigraph run: interrupted after {trainer.trials_done} of {total} trials; checkpoint written to "
                       f"{checkpoint}; go on with: eigraph run {args.model} -o {out} --resume", file=sys.stderr)
                 return 130
-            test = trainer.evaluate("test", record=record_names(trainer))
+            short = trainer.task.split("validation").steps < 5  # one-step trials: record many of them
+            test = trainer.evaluate("test", record=record_names(trainer), record_trials=100 if short else 0)
+            files, notes = write_results(out, trainer, test, command=command, plots=not args.no_plots)
     except SimulationError as exc:
         print(f"eigraph run: error: {exc} (after {trainer.trials_done} training trials)", file=sys.stderr)
         return EXIT_ERRORS
-    files, notes = write_results(out, trainer, test, command=command, plots=not args.no_plots)
+    except KeyboardInterrupt:
+        if phase == "training":
+            saved = f"the last checkpoint is in {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
+            print(f"\neigraph run: aborted during training; {saved}", file=sys.stderr)
+        else:
+            print(f"eigraph run: interrupted while testing and writing the results; the trained network is in "
+                  f"{checkpoint}: eigraph run {args.model} -o {out} --resume tests it and writes them", file=sys.stderr)
+        return 130
     for note in notes:
         say(f"eigraph run: note: {note}")
     rate = trainer.trials_done / trainer.elapsed if trainer.elapsed > 0 else float("nan")
     print(f"{model_path.name}, {config.task['name']}: test {trainer.task.summary(test.scores)} on {len(test.trials)} "
-          f"held-out trials after {trainer.trials_done} training trials ({trainer.elapsed:.1f} s, {rate:,.0f} trials/s)")
+          f"held-out trials, after {trainer.trials_done} training trials ({trainer.elapsed:.1f} s, {rate:,.0f} trials/s)")
     print(f"results in {out}/: " + ", ".join(files + ["checkpoint.npz"]))
     return EXIT_OK
 

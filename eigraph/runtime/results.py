@@ -5,7 +5,8 @@
 - ``history.csv``: one row per evaluation: trials, training and validation metric, seconds;
 - ``weights.npz``: every projection's weights (post x pre; magnitudes under Dale's law, the sign
   is the source's);
-- ``records.npz``: what the run block records (``E.r``, ...), over the first batch of test trials,
+- ``records.npz``: what the run block records (``E.r``, ...), over the first batch of test trials
+  (the first 100 for trials of fewer than 5 steps),
   with their inputs, targets, outputs and mask (time x trials x neurons);
 - ``model.ei``: the model's canonical text;
 - ``checkpoint.npz``: the last checkpoint (``eigraph run ... --resume`` goes on from it);
@@ -109,7 +110,8 @@ def write_results(folder: Path, trainer, test, command: str | None = None, plots
     atomic_write_bytes(folder / "weights.npz", _npz({name: trainer.sim.weights[name] for name in trainer.sim.weights}))
     written.append("weights.npz")
     arrays = {name: value.astype(np.float32) for name, value in (records or test.records).items()}
-    first = test.trials.take(np.arange(min(len(test.trials), trainer.config.batch)))
+    recorded = next(iter(arrays.values())).shape[1] if arrays else trainer.config.batch
+    first = test.trials.take(np.arange(min(len(test.trials), recorded)))
     arrays.update({"inputs": first.inputs.astype(np.float32), "targets": first.targets.astype(np.float32),
                    "outputs": test.outputs[:, :len(first)].astype(np.float32), "mask": first.mask})
     for key, value in first.conditions.items():

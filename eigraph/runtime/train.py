@@ -88,7 +88,7 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
     task_spec = parse_task(task) if task else (spec.task if spec is not None else None)
     if task_spec is None:
         raise TaskError(f"'{model.path}' has no task: add a run block (run {{ task = digits; inputs = ...; "
-                        "targets = ... }}) or pass --task")
+                        "targets = ... }) or pass --task")
     populations = model.populations
     inputs = list(spec.inputs) if spec is not None and spec.inputs else \
         [name for name, p in populations.items() if p.role == "input"]
@@ -112,8 +112,11 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
     for what, value in (("eval-every", eval_every), ("checkpoint-every", checkpoint_every)):
         if value < 0:
             raise TaskError(f"--{what} must be 0 (automatic) or a number of trials, got {value}")
-    pick = (lambda given, key, default: given if given is not None else
-            (getattr(spec, key) if spec is not None and getattr(spec, key) is not None else default))
+    def pick(given, key, default):
+        if given is not None:
+            return given
+        return getattr(spec, key) if spec is not None and getattr(spec, key) is not None else default
+
     return RunConfig(task=task_spec, inputs=inputs, targets=targets,
                      trials=int(pick(trials, "trials", DEFAULT_TRIALS)), batch=int(pick(batch, "batch", DEFAULT_BATCH)),
                      steps=pick(steps, "steps", None), record=list(spec.record) if spec is not None else [],
@@ -241,27 +244,30 @@ class Trainer:
         output = np.concatenate([arrays[name] for name in outputs], axis=2)
         return output, {name: arrays[name] for name in record}
 
-    def evaluate(self, split: str, record=()) -> Evaluation:
-        """Run the task's ``split`` trials without learning (in batches, the last one padded)."""
+    def evaluate(self, split: str, record=(), record_trials: int = 0) -> Evaluation:
+        """Run the task's ``split`` trials without learning (in batches, the last one padded);
+        ``record`` over the first batch, or over the first ``record_trials`` trials."""
         trials = self.task.split(split)
         sim, batch = self.sim, self.config.batch
         saved_rng = sim.noise_rng
         key = {"validation": 1, "test": 2}.get(split, 3)
         sim.noise_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.config.seed,
                                                                                      EVAL_NOISE_KEY, key])))
-        outputs, records = [], {}
+        outputs, recorded = [], {name: [] for name in record}
+        wanted = max(record_trials, 1) if record else 0
         try:
             for start in range(0, len(trials), batch):
                 index = np.arange(start, start + batch) % len(trials)
                 chunk = trials.take(index)
-                out, rec = self.run_batch(chunk, learn=False, record=record if start == 0 else ())
+                out, rec = self.run_batch(chunk, learn=False, record=record if start < wanted else ())
                 keep = min(batch, len(trials) - start)
                 outputs.append(out[:, :keep])
-                if start == 0:
-                    records = {name: value[:, :keep] for name, value in rec.items()}
+                for name, value in rec.items():
+                    recorded[name].append(value[:, :keep])
         finally:
             sim.noise_rng = saved_rng
         output = np.concatenate(outputs, axis=1)
+        records = {name: np.concatenate(parts, axis=1) for name, parts in recorded.items() if parts}
         return Evaluation(self.task.score(trials, output), trials, output, records)
 
     # the loop ----------------------------------------------------------------------------------
@@ -284,6 +290,8 @@ class Trainer:
                       file=sys.stderr, flush=True)
 
             previous = signal.signal(signal.SIGINT, on_sigint)
+        limits = blas_threads(1)  # small products: extra BLAS threads only spin (see blas_threads)
+        limits.__enter__()
         try:
             if not self.history:
                 self._evaluate_now()
@@ -310,6 +318,7 @@ class Trainer:
                 return "interrupted"
             return "done"
         finally:
+            limits.__exit__(None, None, None)
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 

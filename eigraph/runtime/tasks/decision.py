@@ -110,6 +110,10 @@ class EpochTask(Task):
         repeats = self.validation_repeats if name == "validation" else self.test_repeats
         return self.build(self.grid(repeats), self.rng(key))
 
+    def summary(self, scores):
+        catch = f", {scores['catch_trials']} catch trials excluded" if scores.get("catch_trials") else ""
+        return f"percent_correct {scores[self.metric]:.1f}% ({scores['trials']} trials{catch})"
+
     def choices(self, trials: Trials, outputs: np.ndarray) -> np.ndarray:
         a, b = trials.epochs["decision"]
         return outputs[a:b].mean(axis=0).argmax(axis=1)

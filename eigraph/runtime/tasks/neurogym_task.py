@@ -5,8 +5,8 @@ Each trial comes from the environment's ``new_trial()`` with the model's dt: its
 ``ob`` are the inputs and its ground-truth actions ``gt`` become one-hot targets over the action
 space at every step (NeuroGym's supervised convention: action 0 is "fixate"). Trials of one batch
 are padded at the end to the longest one; padded steps do not count. Metric: percent correct, the
-choice being the action with the largest mean output over the steps whose ground truth is not
-"fixate", compared with that ground truth.
+choice being the action other than "fixate" with the largest mean output over the steps whose
+ground truth is not "fixate", compared with that ground truth.
 """
 
 from __future__ import annotations
@@ -40,25 +40,20 @@ class NeuroGym(Task):
         except Exception as exc:  # noqa: BLE001 - neurogym raises many kinds for an unknown name
             raise TaskError(f"neurogym cannot make '{env_name}': {exc}") from None
         self.env_name = env_name
+        self.core = getattr(self.env, "unwrapped", self.env)  # the TrialEnv itself, past gym's wrappers
         self.n_in = int(np.prod(self.env.observation_space.shape))
         self.n_out = int(self.env.action_space.n)
         self.input_names = [f"observation {i}" for i in range(self.n_in)]
         self.output_names = ["fixate"] + [f"action {i}" for i in range(1, self.n_out)]
 
     def _trials(self, rng: np.random.Generator, count: int) -> Trials:
-        seed = int(rng.integers(2**31))
-        try:
-            self.env.seed(seed)  # gym-era neurogym
-        except Exception:  # noqa: BLE001
-            try:
-                self.env.reset(seed=seed)  # gymnasium-era neurogym
-            except Exception:  # noqa: BLE001
-                pass
+        core = self.core
+        core.seed(int(rng.integers(2**31)))  # NeuroGym's TrialEnv.seed: its trial generator
         obs, gts = [], []
         for _ in range(count):
-            self.env.new_trial()
-            obs.append(np.asarray(self.env.ob, dtype=np.float64).reshape(len(self.env.ob), -1))
-            gts.append(np.asarray(self.env.gt, dtype=np.int64).reshape(-1))
+            core.new_trial()
+            obs.append(np.asarray(core.ob, dtype=np.float64).reshape(len(core.ob), -1))
+            gts.append(np.asarray(core.gt, dtype=np.int64).reshape(-1))
         length = max(len(o) for o in obs)
         inputs = np.zeros((length, count, self.n_in))
         targets = np.zeros((length, count, self.n_out))
@@ -83,7 +78,7 @@ class NeuroGym(Task):
     def score(self, trials, outputs):
         decision = trials.conditions["decision_steps"].T[..., None].astype(float)
         mean = (outputs * decision).sum(axis=0) / np.maximum(decision.sum(axis=0), 1)
-        predicted = mean.argmax(axis=1)
+        predicted = 1 + mean[:, 1:].argmax(axis=1) if self.n_out > 1 else np.zeros(len(mean), dtype=np.int64)
         labels = trials.conditions["label"]
         return {"percent_correct": 100.0 * float(np.mean(predicted == labels)),
                 "confusion": confusion(labels, predicted, self.n_out).tolist()}
