@@ -36,40 +36,7 @@ INTERNAL = {"S999", "X001"}
 CODE = re.compile(r"^[A-Z]\d{3}$")
 FOLDER = "/virtual/fuzz"  # mutants are checked as files of this (nonexistent) folder
 
-SPEC_EXAMPLE = """\
-# models/decision.ei: Song, Yang & Wang (2016)-style E/I RNN on a 2-choice decision task
-network decision {
-    dt        = 10 ms
-    seed      = 1
-    precision = float32          # float32 | float64
-}
-
-celltype Pyr : excitatory { tau = 100 ms; activation = relu }
-celltype PV  : inhibitory { tau = 50 ms;  activation = relu }
-
-population stim   : input(3)
-population E      : Pyr(80) { noise = 0.15 }
-population I      : PV(20)
-population choice : readout(2)
-
-stim -> E      : dense,             init = uniform(0, 0.1)
-E    -> E      : sparse(p = 0.2),   init = gamma(2, 0.02)
-E    -> I      : dense,             init = halfnormal(1 / sqrt(fan_in))
-I    -> E      : dense,             init = halfnormal(1 / sqrt(fan_in)), learn = vogels(eta = 1e-3, rho0 = 0.1)
-E    -> choice : dense,             init = constant(0), learn = delta(eta = 1e-2)
-
-rule vogels(eta = 1e-3, rho0 = 0.1) {
-    dw = eta * pre * (post - rho0)
-}
-
-run {
-    task    = decision(coherences = [0.032, 0.064, 0.128, 0.256, 0.512])
-    inputs  = stim
-    targets = choice
-    trials  = 5000
-    batch   = 32
-}
-"""
+from conftest import SPEC_EXAMPLE  # noqa: E402
 
 # What the spec example does not use: areas, compartments, a rule with a trace, delays, bounds.
 AREAS_EXAMPLE = """\
