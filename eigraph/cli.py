@@ -43,6 +43,27 @@ def _expand(paths: list[str]) -> list[Path]:
     return files
 
 
+def _model_file(argument: str, folder_ok: bool = True) -> Path:
+    """The model path of a command: it must exist (a usage error otherwise)."""
+    path = Path(argument)
+    if not path.exists():
+        raise _Usage(f"no such file: '{argument}'")
+    if not folder_ok and path.is_dir():
+        raise _Usage(f"'{argument}' is a folder: give one model file")
+    return path
+
+
+def _checked_model(argument: str):
+    """Load and check a model; on errors print them and return None, else (model, findings, sources)."""
+    from eigraph.model.load import check_path
+
+    model, found, sources = check_path(argument)
+    if model is None or any(d.is_error for d in found):
+        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+        return None
+    return model, found, sources
+
+
 def cmd_validate(args) -> int:
     from eigraph.model.load import check_path
     from eigraph.summary import summarize
@@ -122,8 +143,7 @@ def cmd_convert(args) -> int:
     from eigraph.model.graph import signature
     from eigraph.model.load import check_path, check_source
 
-    if not Path(args.model).exists():
-        raise _Usage(f"no such file: '{args.model}'")
+    _model_file(args.model)
     target_kind = args.to
     if args.output:
         suffix = Path(args.output).suffix.lower()
@@ -162,15 +182,13 @@ def cmd_convert(args) -> int:
 def cmd_graph(args) -> int:
     from eigraph.fileio import atomic_write_text
     from eigraph.model.graph import to_graphml, to_json
-    from eigraph.model.load import check_path
     from eigraph.summary import summarize
 
-    if not Path(args.model).exists():
-        raise _Usage(f"no such file: '{args.model}'")
-    model, found, sources = check_path(args.model)
-    if model is None or any(d.is_error for d in found):
-        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+    _model_file(args.model)
+    checked = _checked_model(args.model)
+    if checked is None:
         return EXIT_ERRORS
+    model, found, sources = checked
     if found:
         print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
     text = {"json": to_json, "graphml": to_graphml}.get(args.format, lambda g: summarize(model))(model.graph)
@@ -191,14 +209,12 @@ def cmd_compile(args) -> int:
 
     from eigraph.compile.lower import CompileError, content_hash, lower
     from eigraph.fileio import atomic_write_bytes, atomic_write_text
-    from eigraph.model.load import check_path
 
-    if not Path(args.model).exists():
-        raise _Usage(f"no such file: '{args.model}'")
-    model, found, sources = check_path(args.model)
-    if model is None or any(d.is_error for d in found):
-        print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
+    _model_file(args.model)
+    checked = _checked_model(args.model)
+    if checked is None:
         return EXIT_ERRORS
+    model = checked[0]
     out = Path(args.output or Path(args.model).stem + "_compiled")
     if out.exists() and not out.is_dir():
         raise _Usage(f"'{out}' exists and is not a folder")
@@ -280,10 +296,7 @@ def cmd_viz(args) -> int:
     from eigraph.model.load import check_path
     from eigraph.viz import VizError, check_target, render
 
-    if not Path(args.model).exists():
-        raise _Usage(f"no such file: '{args.model}'")
-    if Path(args.model).is_dir():
-        raise _Usage(f"'{args.model}' is a folder: give one model file")
+    _model_file(args.model, folder_ok=False)
     output = args.output or Path(args.model).stem + ".svg"
     try:
         check_target(output)
@@ -325,11 +338,7 @@ def cmd_run(args) -> int:
     from eigraph.runtime.tasks import TaskError
     from eigraph.runtime.train import ProgressBar, Trainer, blas_threads, plan_run, read_checkpoint
 
-    model_path = Path(args.model)
-    if not model_path.exists():
-        raise _Usage(f"no such file: '{args.model}'")
-    if model_path.is_dir():
-        raise _Usage(f"'{args.model}' is a folder: give one model file")
+    model_path = _model_file(args.model, folder_ok=False)
     if args.resume and args.force:
         raise _Usage("--resume goes on from the folder's checkpoint and --force replaces the folder: pick one")
     out = Path(args.output) if args.output else Path("results") / model_path.stem

@@ -281,23 +281,11 @@ class RuleEmitter:
 
     def update_pass(self, body, pieces) -> None:
         q, program = self.q, self.program
-        pre, post = self.pre_pop, self.post_pop
         clip0 = program.dale and q.sign != 0
         steps = ["W += dw"] + (["Dale clip"] if clip0 else []) + (["bounds"] if q.bounds else []) + (
             ["normalize"] if q.normalize else [])
         body(f"chk = 0.0  # {', then '.join(steps)}")
-        body(f"for i in {'prange' if getattr(self, 'parallel', False) else 'range'}({post.size}):")
-        body.indent += 1
-        if q.normalize:
-            body("rowsum = 0.0")
-        if self.sparse:
-            body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
-            body(f"    j = {q.ident}_indices[k]")
-            ref = f"{q.ident}_data[k]"
-        else:
-            body(f"for j in range({pre.size}):")
-            ref = f"{q.ident}[i, j]"
-        body.indent += 1
+        ref = self._open_synapse_loop(body, "prange" if getattr(self, "parallel", False) else "range")
         if not self.sparse and q.weights.mask is not None:
             body(f"if {q.ident}_mask[i, j] == 0:")
             body("    continue")
@@ -318,6 +306,24 @@ class RuleEmitter:
         self._normalize_row(body)
         body.indent -= 1
         self._nan_check(body)
+
+    def _open_synapse_loop(self, body, loop: str) -> str:
+        """Open the loops over target rows i and their synapses (j; k for CSR), indented twice;
+        returns the expression of the synapse's stored weight."""
+        q = self.q
+        body(f"for i in {loop}({self.post_pop.size}):")
+        body.indent += 1
+        if q.normalize:
+            body("rowsum = 0.0")
+        if self.sparse:
+            body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
+            body(f"    j = {q.ident}_indices[k]")
+            ref = f"{q.ident}_data[k]"
+        else:
+            body(f"for j in range({self.pre_pop.size}):")
+            ref = f"{q.ident}[i, j]"
+        body.indent += 1
+        return ref
 
     def _store(self, body, ref: str, dw: str, clip0: bool) -> None:
         q = self.q
@@ -355,23 +361,12 @@ class RuleEmitter:
 
     def per_synapse(self, body) -> None:
         """Synapse traces and temporaries, and dw averaged over the batch, in one loop per synapse."""
-        q, pre, post = self.q, self.pre_pop, self.post_pop
+        q = self.q
         clip0 = self.program.dale and q.sign != 0
         syn_statements = [(pos, s) for pos, s in enumerate(self.statements) if self.side[pos] == SYN
                           or (s.kind == "let" and s.target == "dw")]
         body("chk = 0.0")
-        body(f"for i in range({post.size}):")
-        body.indent += 1
-        if q.normalize:
-            body("rowsum = 0.0")
-        if self.sparse:
-            body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
-            body(f"    j = {q.ident}_indices[k]")
-            ref = f"{q.ident}_data[k]"
-        else:
-            body(f"for j in range({pre.size}):")
-            ref = f"{q.ident}[i, j]"
-        body.indent += 1
+        ref = self._open_synapse_loop(body, "range")
         body(f"wv = {ref}")
         body("dsum = 0.0")
         syn_index = "k" if self.sparse else "i, j"
