@@ -9,6 +9,18 @@ def _ms(seconds) -> str:
     return "-" if seconds is None else format_number(round(seconds * 1e3, 6)) + " ms"
 
 
+def format_tau(node: dict) -> str | None:
+    """A population's time constant as people read it: "100 ms", "1 steps" for a discrete
+    population (or one whose tau is in steps without dt), None for an input."""
+    if node["role"] == "input":
+        return None
+    if node.get("tau") is not None and not node.get("discrete"):
+        return f"{format_number(round(node['tau'] * 1e3, 6))} ms"
+    if node.get("tau_steps") is not None:
+        return f"{format_number(node['tau_steps'])} steps"
+    return None
+
+
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -31,12 +43,7 @@ def summarize(model) -> str:
     ]
     rows = [["name", "cell type", "sign", "role", "size", "tau", "activation", "noise"]]
     for name, d in graph.nodes(data=True):
-        if d["role"] == "input":
-            tau = "-"
-        elif d["tau"] is None or d["discrete"]:
-            tau = f"{format_number(d['tau_steps'])} steps"
-        else:
-            tau = _ms(d["tau"])
+        tau = format_tau(d) or "-"
         rows.append([name, d["celltype"], d["sign_name"], d["role"], str(d["size"]), tau, d["activation"],
                      format_number(d["noise"])])
     lines += _table(rows)

@@ -10,6 +10,7 @@ from html import escape
 
 from eigraph import __version__
 from eigraph.expr.ast import format_number
+from eigraph.summary import format_tau
 from eigraph.viz import style
 from eigraph.viz.scene import Scene, delay_text
 
@@ -40,16 +41,6 @@ footer { margin-top: 32px; color: #888; font-size: 0.8em; }
 def _sign_cell(sign: int) -> str:
     return (f'<span class="swatch" style="background:{style.SIGN_FILL[sign]};border-color:{style.SIGN_STROKE[sign]}">'
             f"</span>{style.SIGN_WORD[sign]}")
-
-
-def _tau(d: dict) -> str:
-    if d["role"] == "input":
-        return "–"
-    if d.get("tau") is not None and not d.get("discrete"):
-        return f"{format_number(round(d['tau'] * 1e3, 6))} ms"
-    if d.get("tau_steps") is not None:
-        return f"{format_number(d['tau_steps'])} steps"
-    return "–"
 
 
 def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), compact: bool = False) -> str:
@@ -137,7 +128,7 @@ def page(model, scene: Scene, svg: str, diagnostics) -> str:
     rows = []
     for pop, d in graph.nodes(data=True):
         rows.append([f"<b>{escape(pop)}</b>", escape(d.get("area") or "–"), escape(d["celltype"]),
-                     _sign_cell(d["sign"]), escape(d["role"]), f"{d['size']:,}", _tau(d), escape(d["activation"]),
+                     _sign_cell(d["sign"]), escape(d["role"]), f"{d['size']:,}", (format_tau(d) or "–"), escape(d["activation"]),
                      format_number(d["noise"]), escape(", ".join(d.get("compartments") or []) or "–")])
     out += ["<h2>Populations</h2>", _table(["name", "area", "cell type", "sign", "role", "neurons", "tau",
                                             "activation", "noise", "compartments"], rows, {5})]

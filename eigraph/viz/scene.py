@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from eigraph.diagnostics import Diagnostic, Span
 from eigraph.expr.ast import format_number
+from eigraph.summary import format_tau
 from eigraph.viz import style
 
 # Above these, ``detail="auto"`` draws areas instead of populations (see docs/viz.md).
@@ -166,16 +167,6 @@ def delay_text(edge: dict, dt: float | None) -> str:
     return f"delay {steps} step{'s' if steps != 1 else ''}"
 
 
-def _tau_text(d: dict) -> str:
-    if d["role"] == "input":
-        return ""
-    if d.get("tau") is not None and not d.get("discrete"):
-        return f", tau {format_number(round(d['tau'] * 1e3, 6))} ms"
-    if d.get("tau_steps") is not None:
-        return f", tau {format_number(d['tau_steps'])} steps"
-    return ""
-
-
 # ---------------------------------------------------------------------------------- findings
 def _inside(inner: Span, outer: Span) -> bool:
     if inner.file != outer.file:
@@ -261,8 +252,9 @@ def _full_scene(graph, name: str, subtitle: str) -> Scene:
                 clusters[path] = Cluster(path, path.rsplit(".", 1)[-1], chain[i - 1] if i else None)
         short = pop[len(d["area"]) + 1:] if d.get("area") and pop.startswith(d["area"] + ".") else pop
         kind = d["role"] if d["role"] in ("input", "readout") else "hidden"
+        tau = format_tau(d)
         tip = (f"{pop}: {d['celltype']} ({d['sign_name']}{', ' + d['role'] if kind != 'hidden' else ''}), "
-               f"{d['size']:,} neurons{_tau_text(d)}, {d['activation']}")
+               f"{d['size']:,} neurons{', tau ' + tau if tau else ''}, {d['activation']}")
         if d.get("compartments"):
             tip += ", compartments " + ", ".join(d["compartments"])
         nodes[pop] = Node(pop, short, f"{d['size']:,}", kind, d["sign"], d["size"], chain[-1] if chain else None,
