@@ -33,8 +33,10 @@ reads the input presented at step n (delay 0), recurrent projections read the ra
 start of the step (delay 1); then x += alpha * (-x + input) and r = relu(x).
 
 Before timing, the trajectories of torch and numpy are checked against eigraph's recorded
-E.r and I.r. Each implementation is timed in its own block (warm-up, then the repeats) so
-thread pools of one library do not spin while another runs. Reported: the median wall time
+E.r and I.r. After warm-up, the implementations are timed in interleaved rounds: each round
+runs each one twice (the second call timed), in a random order, 20 ms apart (so one library's
+spinning thread pool has gone quiet before the next starts): load from other processes then
+falls on all alike. Reported: the median wall time
 of one trial, and the ratios torch/eigraph, numpy/eigraph and eigraph/floor.
 
 Threads: by default every library uses all cores (torch.set_num_threads(cores)). ``--threads K``
@@ -286,19 +288,36 @@ def busy_elsewhere(seconds: float = 0.5) -> float | None:
 
 
 # timing -----------------------------------------------------------------------------------------
-def time_block(fn, repeats: int | None, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    if repeats is None:  # adapt: enough repeats for about TARGET_SECONDS, 7..15
-        t0 = time.perf_counter()
-        fn()
-        once = time.perf_counter() - t0
+def time_rounds(fns: dict, repeats: int | None, warmup: int, gap: float = 0.02) -> dict[str, list[float]]:
+    """Wall times of each function, measured in interleaved rounds.
+
+    Each round runs every function twice, in a fresh random order, with a short pause between
+    them (so one library's spinning thread pool has gone quiet before the next one starts); the
+    second call is timed, so each timing starts warm.
+    Load from other processes that comes and goes then falls on every implementation alike
+    instead of on whichever block happened to run during it.
+    """
+    order = list(fns)
+    for name in order:
+        for _ in range(warmup):
+            fns[name]()
+    if repeats is None:  # adapt: enough rounds for about TARGET_SECONDS for the slowest, 7..15
+        once = 0.0
+        for fn in fns.values():
+            t0 = time.perf_counter()
+            fn()
+            once = max(once, time.perf_counter() - t0)
         repeats = int(min(15, max(7, math.ceil(TARGET_SECONDS / max(once, 1e-9)))))
-    times = []
+    rng = np.random.default_rng(0)
+    times: dict[str, list[float]] = {name: [] for name in order}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for k in rng.permutation(len(order)):
+            name = order[k]
+            time.sleep(gap)
+            fns[name]()  # untimed: caches, branch predictors and clocks are warm again after the pause
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
     return times
 
 
@@ -351,16 +370,13 @@ def bench_one(work: Workload, torch, scipy_sparse, repeats, warmup, log) -> dict
                 raise SystemExit(f"{lib} ({variant}) disagrees with eigraph at N={work.n} {work.connectivity}: "
                                  f"max relative difference {err:.3g} > {TOLERANCE:g}")
 
-    timings: dict[str, list[float]] = {}
     other = busy_elsewhere()
-    time.sleep(0.2)
-    timings["eigraph"] = time_block(lambda: eigraph_trial(work), repeats, warmup)
-    time.sleep(0.2)
+    fns = {"eigraph": lambda: eigraph_trial(work)}
     for lib, variants in candidates.items():
         for variant, fn in variants.items():
-            timings[f"{lib}:{variant}"] = time_block(fn, repeats, warmup)
-            time.sleep(0.2)
-    timings["floor"] = time_block(make_floor(work), repeats, warmup)
+            fns[f"{lib}:{variant}"] = fn
+    fns["floor"] = make_floor(work)
+    timings = time_rounds(fns, repeats, warmup)
 
     medians = {k: statistics.median(v) for k, v in timings.items()}
     row = {"n": work.n, "batch": work.batch, "connectivity": work.connectivity, "steps": steps,
