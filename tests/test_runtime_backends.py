@@ -29,6 +29,7 @@ PARALLEL_MIN_ELEMENTS = 32768
 @pytest.fixture
 def parallel_threshold(monkeypatch):
     monkeypatch.setattr(numba_gen, "PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)
+    monkeypatch.setattr(numba_gen, "PARALLEL_MIN_SYNAPSE_WORK", 1 << 18)  # BIG: 1.6M at batch 16, 0.1M at 1
 from eigraph.runtime import simulator as simulator_module
 from eigraph.runtime.errors import InputError
 
@@ -581,4 +582,4 @@ def test_kernel_source_does_not_depend_on_the_model_path(tmp_path):
         (tmp_path / folder / "ngc_forecast.ei").write_text(text)
         programs.append(eigraph.load(tmp_path / folder / "ngc_forecast.ei").compile(backend="numpy").program)
     assert programs[0].content_hash == programs[1].content_hash
-    assert generate(programs[0], False)[0] == generate(programs[1], False)[0]
+    assert generate(programs[0], 4)[0] == generate(programs[1], 4)[0]

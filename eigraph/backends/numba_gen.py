@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from eigraph.runtime.errors import InputError
 # around it: a parallel region each step next to threaded BLAS was measured 10-30x slower on a
 # busy 2-core machine (tools/bench.py), while the whole update pass at N=1024, B=64 is ~25 us.
 PARALLEL_MIN_ELEMENTS = 1 << 20  # neurons x batch of a population, or synapses of a rule
+# Sparse rows are the costly part of an update: their multiply-adds per step (synapses x batch)
+# decide threads too. At N=1024, p=0.1, B=64 (6.7 million) two threads halve the step.
+PARALLEL_MIN_SYNAPSE_WORK = 1 << 21
 FASTMATH = "{'reassoc', 'contract'}"  # lets the NaN-check sum vectorise; never nnan/ninf
 
 _ACTIVATIONS = {
@@ -76,6 +80,99 @@ def recordables(program: Program) -> list[str]:
     return names
 
 
+@dataclass
+class ProductGroup:
+    """Dense projections delivered by one BLAS product: a complete grid targets x sources.
+
+    Their magnitudes live as blocks of one matrix ``M`` (rows: the targets' neurons, columns:
+    the sources' neurons); each projection's ``weights.dense`` is a view of its block, so the
+    weights API, checkpoints and ``sim.weights[...] = W`` read and write ``M`` itself. With one
+    source the product reads the source's rates and the sign is applied per projection in the
+    target's update; with several, the rates are first copied into one column block ``G``, each
+    times its source's sign * gain, and the product ``M @ G`` arrives signed and summed.
+    """
+
+    ident: str
+    delay: int
+    targets: list[tuple[str, str | None]]  # (population, compartment), in program order
+    sources: list[str]
+    cells: dict[tuple[tuple[str, str | None], str], object]  # (target key, source) -> ProjectionPlan
+    row: dict[tuple[str, str | None], int] = field(default_factory=dict)  # first row of each target key
+    col: dict[str, int] = field(default_factory=dict)  # first column of each source
+    shape: tuple[int, int] = (0, 0)
+
+    @property
+    def projections(self) -> list:
+        return list(self.cells.values())
+
+    @property
+    def signed(self) -> bool:
+        """Several sources: the product sums them, so the rates are copied in with their signs."""
+        return len(self.sources) > 1
+
+
+def product_groups(program: Program) -> list[ProductGroup]:
+    """Stack the non-plastic dense projections of equal delay into as few products as possible.
+
+    One product per delay when the projections form a complete grid targets x sources (each
+    source with one sign * gain throughout, as the signed copy needs); otherwise one product per
+    source that reaches two or more targets. Plastic projections keep their own arrays.
+    """
+    eligible = [q for q in program.projections.values() if not q.weights.is_sparse and q.rule is None]
+    by_delay: dict[int, list] = {}
+    for q in eligible:
+        by_delay.setdefault(q.delay, []).append(q)
+    order = {name: p.index for name, p in program.populations.items()}
+    groups: list[ProductGroup] = []
+
+    def make(delay, qs) -> None:
+        cells = {((q.target, q.compartment), q.source): q for q in qs}
+        if len(qs) < 2 or len(cells) != len(qs):
+            return
+        targets = sorted({key for key, _ in cells}, key=lambda k: (order[k[0]], k[1] or ""))
+        sources = sorted({s for _, s in cells}, key=order.__getitem__)
+        if len(cells) != len(targets) * len(sources):
+            return
+        group = ProductGroup(f"g{len(groups)}", delay, targets, sources, cells)
+        rows = 0
+        for key in targets:
+            group.row[key] = rows
+            rows += program.populations[key[0]].size
+        cols = 0
+        for src in sources:
+            group.col[src] = cols
+            cols += program.populations[src].size
+        group.shape = (rows, cols)
+        groups.append(group)
+
+    for delay in sorted(by_delay):
+        qs = by_delay[delay]
+        keys = {((q.target, q.compartment), q.source) for q in qs}
+        targets = {k for k, _ in keys}
+        sources = {s for _, s in keys}
+        uniform = all(len({q.factor for q in qs if q.source == s}) == 1 for s in sources)
+        if len(keys) == len(qs) == len(targets) * len(sources) and (uniform or len(sources) == 1):
+            make(delay, qs)
+        else:
+            for src in sorted(sources, key=order.__getitem__):
+                make(delay, [q for q in qs if q.source == src])
+    return groups
+
+
+def stack_weights(program: Program, groups: list[ProductGroup]) -> dict[str, np.ndarray]:
+    """Build each group's matrix from its projections' weights and make those weights views of it."""
+    out = {}
+    for g in groups:
+        m = np.zeros(g.shape, dtype=program.dtype)
+        for (key, src), q in g.cells.items():
+            r0, c0 = g.row[key], g.col[src]
+            block = m[r0:r0 + q.weights.shape[0], c0:c0 + q.weights.shape[1]]
+            block[...] = q.weights.dense
+            q.weights.dense = block
+        out[g.ident] = m
+    return out
+
+
 def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     """The kernel's source and its arguments as (argument name, what it is).
 
@@ -106,12 +203,16 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
             args.append((f"bias_{i}", f"bias:{p.name}"))
         for c in p.compartments:
             args.append((f"c_{i}_{c}", f"compartment:{p.name}.{c}"))
+    groups = product_groups(program)
+    grouped = {q.name: g for g in groups for q in g.projections}
     for q in program.projections.values():
         if q.weights.is_sparse:
             args += [(f"{q.ident}_indptr", f"indptr:{q.name}"), (f"{q.ident}_indices", f"indices:{q.name}"),
                      (f"{q.ident}_data", f"data:{q.name}")]
-        else:
+        elif q.name not in grouped:
             args.append((q.ident, f"dense:{q.name}"))
+    for g in groups:
+        args.append((f"M_{g.ident}", f"group:{g.ident}"))
     emitters = [RuleEmitter(program, q, const) for q in program.plastic]
     for emitter in emitters:
         args += emitter.args()
@@ -150,21 +251,33 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
             const(f"GAIN_{p.ident}_{c}", gain, f"{c}_gain of {p.name}")
     for q in program.projections.values():
         const(f"F_{q.ident}", q.factor, f"sign * gain of {q.name}")
-    body(f"B = r_{pops[0].ident}.shape[2]  # batch" if pops else "B = 1")
+    # the batch is fixed when the simulator is made: a constant lets LLVM unroll and vectorise
+    # every loop over it (the kernel's cache key, the hash of this text, includes it)
+    consts.append(f"B = {int(batch)}  # batch")
     for q in program.projections.values():
-        kind = "s" if q.weights.is_sparse else "d"
-        body(f"{kind}_{q.ident} = np.empty(({program.populations[q.target].size}, B), dtype=np.{dtype})"
-             f"  # {'rows of' if kind == 's' else 'product of'} {q.name}")
+        if not q.weights.is_sparse and q.name not in grouped:
+            body(f"d_{q.ident} = np.empty(({program.populations[q.target].size}, B), dtype=np.{dtype})"
+                 f"  # product of {q.name}")
+    for g in groups:
+        body(f"D_{g.ident} = np.empty(({g.shape[0]}, B), dtype=np.{dtype})  # product of {_group_name(g)}")
+        if g.signed:
+            body(f"G_{g.ident} = np.empty(({g.shape[1]}, B), dtype=np.{dtype})  # signed rates into {g.ident}")
+    for p in pops:
+        for group in _sparse_groups(program, p):
+            body(f"s_{group[0].ident} = np.empty(({p.size}, B), dtype=np.{dtype})"
+                 f"  # rows of {', '.join(q.name for q in group)}")
     if emitters:
         const("DT", program.dt or 1.0, "the time step in seconds, for traces")
-        body(f"INV_B = np.{dtype}(1.0 / B)")
+        const("INV_B", 1.0 / batch, "1 / batch")
         for emitter in emitters:
             for line in emitter.scratch():
                 body(line)
     functions: list[tuple[str, list[str], list[str], bool, bool]] = []
-    available = [name for name, _ in args] + ["t", "n", "cur", "nxt", "B", "INV_B"]
+    available = [name for name, _ in args] + ["t", "n", "cur", "nxt"]
     for q in program.projections.values():
-        available.append(f"{'s' if q.weights.is_sparse else 'd'}_{q.ident}")
+        available.append(f"{'s' if q.weights.is_sparse else 'd'}_{q.ident}")  # s_: first of its group
+    for g in groups:
+        available += [f"D_{g.ident}", f"G_{g.ident}"]
     for emitter in emitters:
         available += [line.split(" = ", 1)[0] for line in emitter.scratch()]
 
@@ -180,6 +293,7 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
         body(f"if {name}({', '.join(params)}):")
         body("    return")
 
+    emitted: set[str] = set()
     body("for t in range(steps):")
     with body.block():
         body("n = n0 + t")
@@ -192,7 +306,13 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
                 body(f"r_{p.ident}[(n + 1) % {p.history}] = in_{p.ident}[t]")
             elif op.kind == "integrate":
                 p = program.populations[op.name]
-                parallel = p.size * batch >= PARALLEL_MIN_ELEMENTS
+                for g in groups:
+                    if g.ident not in emitted and any(key[0] == p.name for key in g.targets):
+                        emitted.add(g.ident)
+                        body(f"# one product: {_group_name(g)}")
+                        call(f"product_{g.ident}", lambda w_, g=g: _product(w_, program, g), False, fast=True)
+                rows = sum(q.weights.nnz for q in program.incoming(p.name) if q.weights.is_sparse)
+                parallel = p.size * batch >= PARALLEL_MIN_ELEMENTS or rows * batch >= PARALLEL_MIN_SYNAPSE_WORK
                 body(f"# integrate {p.name}{_where(p.span)}")
                 call(f"integrate_{p.ident}",
                      lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range"), parallel,
@@ -250,37 +370,70 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     return "\n".join(w.lines) + "\n", args
 
 
+def _slot(delay: int, history: int) -> str:
+    """The ring-buffer slot holding the rates a projection of this delay reads at step n."""
+    return {0: f"(n + 1) % {history}", 1: f"n % {history}"}.get(delay, f"(n + 1 - {delay}) % {history}")
+
+
+def _group_name(g: ProductGroup) -> str:
+    def key(k):
+        return k[0] + (f".{k[1]}" if k[1] else "")
+    return f"{', '.join(g.sources)} -> {', '.join(key(k) for k in g.targets)} (delay {g.delay})"
+
+
+def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
+    body(f"# {len(g.cells)} dense projections: {', '.join(q.name for q in g.projections)}")
+    if not g.signed:
+        src = program.populations[g.sources[0]]
+        body(f"np.dot(M_{g.ident}, r_{src.ident}[{_slot(g.delay, src.history)}], D_{g.ident})")
+        return
+    for name in g.sources:
+        src = program.populations[name]
+        q = next(q for (_, s), q in g.cells.items() if s == name)
+        body(f"src = r_{src.ident}[{_slot(g.delay, src.history)}]  # {name}, times sign * gain")
+        body(f"for j in range({src.size}):")
+        body("    for b in range(B):")
+        body(f"        G_{g.ident}[{str(g.col[name]) + ' + ' if g.col[name] else ''}j, b] = F_{q.ident} * src[j, b]")
+    body(f"np.dot(M_{g.ident}, G_{g.ident}, D_{g.ident})")
+
+
 def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) -> None:
     i = p.ident
     incoming = program.incoming(p.name)
     body(f"# {p.name}: {p.size} neurons, {p.activation}{_where(p.span)}")
     terms: dict[str | None, list[str]] = {}
-    sparse = []
+    groups = product_groups(program)
+    grouped = {q.name: g for g in groups for q in g.projections}
+    for g in groups:
+        for key in g.targets:
+            if key[0] != p.name:
+                continue
+            rows = f"D_{g.ident}[{g.row[key]} + i, b]" if g.row[key] else f"D_{g.ident}[i, b]"
+            if g.signed:
+                terms.setdefault(key[1], []).append(rows)
+            else:
+                terms.setdefault(key[1], []).append(f"F_{g.cells[(key, g.sources[0])].ident} * {rows}")
     for q in incoming:
         source = program.populations[q.source]
-        slot = {0: f"(n + 1) % {source.history}", 1: f"n % {source.history}"}.get(
-            q.delay, f"(n + 1 - {q.delay}) % {source.history}")
+        slot = _slot(q.delay, source.history)
         where = f".{q.compartment}" if q.compartment else ""
-        if q.weights.is_sparse:
+        if q.name in grouped:
+            body(f"# {q.name}{where if not q.name.endswith(where) else ''}: dense, delay {q.delay}, "
+                 f"in product {grouped[q.name].ident}{_where(q.span)}")
+        elif q.weights.is_sparse:
             body(f"src_{q.ident} = r_{source.ident}[{slot}]  # {q.name}: csr, delay {q.delay}{_where(q.span)}")
-            sparse.append(q)
-            terms.setdefault(q.compartment, []).append(f"F_{q.ident} * s_{q.ident}[i, b]")
         else:
             body(f"np.dot({q.ident}, r_{source.ident}[{slot}], d_{q.ident})"
                  f"  # {q.name}{where if not q.name.endswith(where) else ''}: dense, delay {q.delay}{_where(q.span)}")
             terms.setdefault(q.compartment, []).append(f"F_{q.ident} * d_{q.ident}[i, b]")
+    groups = _sparse_groups(program, p)
+    for group in groups:  # sparse rows arrive signed: F is applied per synapse
+        terms.setdefault(group[0].compartment, []).append(f"s_{group[0].ident}[i, b]")
     body("chk = 0.0")
     body(f"for i in {loop}({p.size}):")
     with body.block():
-        for q in sparse:
-            body(f"row = s_{q.ident}[i]  # row i of {q.name}")
-            body("for b in range(B):")
-            body("    row[b] = ZERO")
-            body(f"for k in range({q.ident}_indptr[i], {q.ident}_indptr[i + 1]):")
-            body(f"    wk = {q.ident}_data[k]")
-            body(f"    src = src_{q.ident}[{q.ident}_indices[k]]")
-            body("    for b in range(B):")
-            body("        row[b] += wk * src[b]")
+        for group in groups:
+            _csr_rows(body, group)
         body("for b in range(B):")
         with body.block():
             soma = " + ".join(terms.get(None, [])) or "ZERO"
@@ -321,11 +474,55 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) ->
     body("    return 1")
 
 
+UNROLL = 4  # synapses per pass over a sparse row's accumulator
+
+
+def _sparse_groups(program: Program, p: PopulationPlan) -> list[list]:
+    """The CSR projections into ``p``, grouped by compartment: each group sums into one row."""
+    groups: dict[str | None, list] = {}
+    for q in program.incoming(p.name):
+        if q.weights.is_sparse:
+            groups.setdefault(q.compartment, []).append(q)
+    return list(groups.values())
+
+
+def _csr_rows(body: _Writer, group: list) -> None:
+    """Row i of the CSR projections of ``group`` summed into ``s_<first>[i]``, signs included.
+
+    UNROLL synapses per pass over the accumulator row: one synapse per pass loads and stores the
+    whole row (the batch) for each multiply-add; four per pass cut that traffic fourfold
+    (tools/bench.py, N=1024, B=64, p=0.1: 150 -> 90 ms). The projections into one compartment
+    share the row, so it is cleared and written back once.
+    """
+    body(f"row = s_{group[0].ident}[i]  # row i of {', '.join(q.name for q in group)}")
+    body("for b in range(B):")
+    body("    row[b] = ZERO")
+    for q in group:
+        w_, ind, data, f = q.ident, f"{q.ident}_indices", f"{q.ident}_data", f"F_{q.ident}"
+        body(f"k = {w_}_indptr[i]  # {q.name}")
+        body(f"end = {w_}_indptr[i + 1]")
+        body(f"while k + {UNROLL} <= end:")
+        with body.block():
+            body("; ".join(f"wk{u} = {f} * {data}[k + {u}]" for u in range(UNROLL)))
+            body("; ".join(f"sk{u} = src_{w_}[{ind}[k + {u}]]" for u in range(UNROLL)))
+            body("for b in range(B):")
+            body("    row[b] += " + " + ".join(f"wk{u} * sk{u}[b]" for u in range(UNROLL)))
+            body(f"k += {UNROLL}")
+        body("while k < end:")
+        with body.block():
+            body(f"wk0 = {f} * {data}[k]")
+            body(f"sk0 = src_{w_}[{ind}[k]]")
+            body("for b in range(B):")
+            body("    row[b] += wk0 * sk0[b]")
+            body("k += 1")
+
+
 class NumbaBackend:
     name = "numba"
 
     def __init__(self, program: Program, batch: int):
         self.program = program
+        self.groups = stack_weights(program, product_groups(program))
         self.source_text, self.args = generate(program, batch)
         self.parallel = "parallel=True" in self.source_text
         key = hashlib.sha256(self.source_text.encode()).hexdigest()[:24]  # the code itself (Brian2's key)
@@ -362,8 +559,11 @@ class NumbaBackend:
         program = self.program
         status = np.full(2, -1, dtype=np.int64)
         out = []
-        for _name, what in self.args:
-            kind, _, target = what.partition(":")
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = self._parsed = [what.partition(":")[::2] for _name, what in self.args]
+        empty = self.__dict__.setdefault("_empty", {})  # 0-length placeholders, never written
+        for kind, target in parsed:
             if kind == "steps":
                 out.append(steps)
             elif kind == "n0":
@@ -386,7 +586,10 @@ class NumbaBackend:
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'target', but no targets were given "
                                      f"for '{target}': pass run(..., targets=...)")
                 else:
-                    out.append(np.zeros((0, program.populations[target].size, sim.batch), dtype=program.dtype))
+                    if ("target", target) not in empty:
+                        empty["target", target] = np.zeros((0, program.populations[target].size, sim.batch),
+                                                           dtype=program.dtype)
+                    out.append(empty["target", target])
             elif kind == "reward":
                 if reward is not None:
                     out.append(reward)
@@ -395,7 +598,9 @@ class NumbaBackend:
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'reward', but no reward was given: "
                                      "pass run(..., reward=...)")
                 else:
-                    out.append(np.zeros((0, sim.batch), dtype=program.dtype))
+                    if "reward" not in empty:
+                        empty["reward"] = np.zeros((0, sim.batch), dtype=program.dtype)
+                    out.append(empty["reward"])
             elif kind == "input":
                 out.append(inputs[target])
             elif kind == "x":
@@ -408,6 +613,8 @@ class NumbaBackend:
                 out.append(program.populations[target].bias)
             elif kind == "compartment":
                 out.append(sim.compartment[target])
+            elif kind == "group":
+                out.append(self.groups[target])
             elif kind in ("indptr", "indices", "data", "dense"):
                 w = program.projections[target].weights
                 out.append(getattr(w, kind))
@@ -415,8 +622,9 @@ class NumbaBackend:
                 if target in records:
                     out.append(records[target])
                 else:
-                    shape = sim.read(target).shape
-                    out.append(np.zeros((0,) + shape, dtype=program.dtype))
+                    if ("record", target) not in empty:
+                        empty["record", target] = np.zeros((0,) + sim.read(target).shape, dtype=program.dtype)
+                    out.append(empty["record", target])
         return out, status
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets=None, reward=None,

@@ -1,0 +1,198 @@
+"""The Numba backend's stacked dense products (eigraph/backends/numba_gen.py, ``product_groups``).
+
+Non-plastic dense projections of one delay are delivered by one BLAS product over a matrix whose
+blocks are the projections' weights. These tests check which projections are stacked, that each
+projection's weights are a live view of its block (so writing weights, saving, loading and
+resetting change what the kernel uses), and that every stacking runs the same numbers as the
+NumPy reference, which never stacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eigraph.backends.numba_gen import product_groups
+
+TOL = dict(rtol=1e-4, atol=1e-5)
+STEPS = 30
+
+HEADER = """\
+network stacked {{ dt = 1 ms; seed = 5; precision = float32 }}
+celltype Pyr : excitatory {{ tau = 10 ms; activation = relu }}
+celltype Int : inhibitory {{ tau = 5 ms; activation = relu }}
+population inp : input(5)
+population E   : Pyr(12)
+population I   : Int(6)
+{extra}
+"""
+
+GRID = HEADER.format(extra="""\
+inp -> E : dense, init = uniform(0, 0.3)
+inp -> I : dense, init = uniform(0, 0.3)
+E -> E   : dense, init = uniform(0, 0.2)
+E -> I   : dense, init = uniform(0, 0.2)
+I -> E   : dense, init = uniform(0, 0.3)
+I -> I   : dense, init = uniform(0, 0.3)
+""")
+
+# no I -> I: the delay-1 grid is incomplete, so E's two targets share a product and I -> E is alone
+INCOMPLETE = HEADER.format(extra="""\
+inp -> E : dense, init = uniform(0, 0.3)
+E -> E   : dense, init = uniform(0, 0.2)
+E -> I   : dense, init = uniform(0, 0.2)
+I -> E   : dense, init = uniform(0, 0.3)
+""")
+
+# E reaches its two targets with different gains: the signed copy of E's rates cannot serve both,
+# so the grid falls back to one product per source (the gain applied in the target's update)
+GAINS = HEADER.format(extra="""\
+inp -> E : dense, init = uniform(0, 0.3)
+E -> E   : dense, init = uniform(0, 0.2), gain = 2
+E -> I   : dense, init = uniform(0, 0.2)
+I -> E   : dense, init = uniform(0, 0.3), gain = 0.5
+I -> I   : dense, init = uniform(0, 0.3), gain = 0.5
+""")
+
+# a plastic projection keeps its own array; a delay-2 pair and a compartment target stack apart
+MIXED = """\
+network mixed { dt = 1 ms; seed = 9; precision = float32 }
+celltype Pyr : excitatory { tau = 10 ms; activation = relu; compartments = [apical]; apical_gain = 0.5 }
+celltype Int : inhibitory { tau = 5 ms; activation = tanh }
+population inp : input(4)
+population E   : Pyr(10)
+population I   : Int(7)
+inp -> E        : dense, init = uniform(0, 0.3)
+inp -> E.apical : dense, init = uniform(0, 0.3)
+E -> E          : dense, init = uniform(0, 0.1), learn = oja(eta = 0.001)
+E -> I          : dense, init = uniform(0, 0.2), delay = 2 ms
+I -> E          : dense, init = uniform(0, 0.2), delay = 2 ms
+I -> I          : dense, init = uniform(0, 0.2)
+"""
+
+MODELS = {"grid": GRID, "incomplete": INCOMPLETE, "gains": GAINS, "mixed": MIXED}
+
+
+def groups_of(sim) -> list[tuple[int, list[str], list[str], list[str]]]:
+    """Each group as (delay, sources, target keys, projection names), sorted."""
+    out = []
+    for g in product_groups(sim.program):
+        keys = [t + (f".{c}" if c else "") for t, c in g.targets]
+        out.append((g.delay, g.sources, keys, sorted(q.name for q in g.projections)))
+    return sorted(out)
+
+
+def compile_both(ei, name: str, batch: int = 3):
+    model = ei.load(f"stacked_{name}.ei", MODELS[name])
+    return model.compile(backend="numpy", batch=batch), model.compile(backend="numba", batch=batch)
+
+
+def run_and_compare(ei, reference, sim, steps: int = STEPS, seed: int = 0) -> None:
+    inputs = ei.inputs(reference, steps, seed=seed)
+    record = [f"{p}.r" for p in reference.program.populations]
+    expected = reference.run(inputs, record=record)
+    got = sim.run(inputs, record=record)
+    for key in record:
+        np.testing.assert_allclose(got[key], expected[key], err_msg=key, **TOL)
+    for key in reference.weights:
+        np.testing.assert_allclose(sim.weights[key], reference.weights[key], err_msg=key, **TOL)
+
+
+def test_complete_grid_is_one_product_per_delay(ei):
+    _, sim = compile_both(ei, "grid")
+    assert groups_of(sim) == [
+        (0, ["inp"], ["E", "I"], ["inp->E", "inp->I"]),
+        (1, ["E", "I"], ["E", "I"], ["E->E", "E->I", "I->E", "I->I"]),
+    ]
+    source = sim.backend.source()
+    assert source.count("np.dot(") == 2  # one product per group, none per projection
+    assert "G_g1" in source and "G_g0" not in source  # only the two-source group copies signed rates
+
+
+def test_incomplete_grid_stacks_per_source(ei):
+    _, sim = compile_both(ei, "incomplete")
+    assert groups_of(sim) == [(1, ["E"], ["E", "I"], ["E->E", "E->I"])]
+    assert sim.backend.source().count("np.dot(") == 3  # the group, inp->E and I->E
+
+
+def test_mixed_gains_stack_per_source(ei):
+    _, sim = compile_both(ei, "gains")
+    assert groups_of(sim) == [(1, ["E"], ["E", "I"], ["E->E", "E->I"]),
+                              (1, ["I"], ["E", "I"], ["I->E", "I->I"])]
+
+
+def test_plastic_delays_and_compartments(ei):
+    _, sim = compile_both(ei, "mixed")
+    # the delay-2 pair E->I, I->E covers two of the four cells of {E, I} x {E, I}, and each of
+    # its sources reaches one target: no product; I->I (delay 1) is alone too
+    assert groups_of(sim) == [(0, ["inp"], ["E", "E.apical"], ["inp->E", "inp->E.apical"])]
+    names = {q.name for g in product_groups(sim.program) for q in g.projections}
+    assert "E->E" not in names  # plastic: the rule updates its own array
+
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_stacked_kernels_match_the_reference(ei, name):
+    reference, sim = compile_both(ei, name)
+    run_and_compare(ei, reference, sim)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_weights_are_views_of_the_stacked_matrix(ei, name):
+    _, sim = compile_both(ei, name)
+    groups = product_groups(sim.program)
+    assert groups
+    for g in groups:
+        matrix = sim.backend.groups[g.ident]
+        assert matrix.shape == g.shape and matrix.flags.c_contiguous
+        for (key, src), q in g.cells.items():
+            block = matrix[g.row[key]:g.row[key] + q.weights.shape[0], g.col[src]:g.col[src] + q.weights.shape[1]]
+            assert np.shares_memory(sim.weights.stored(q.name).dense, matrix)
+            np.testing.assert_array_equal(block, sim.weights[q.name])
+        # the cells of the grid are the whole matrix: nothing is left over as zeros by mistake
+        assert sum(q.weights.shape[0] * q.weights.shape[1] for q in g.projections) == matrix.size
+
+
+@pytest.mark.parametrize("name", ["grid", "gains"])
+def test_writing_weights_reaches_the_kernel(ei, name):
+    reference, sim = compile_both(ei, name)
+    rng = np.random.default_rng(3)
+    for key in ("E->E", "I->E", "inp->I" if name == "grid" else "E->I"):
+        new = rng.uniform(0, 0.4, reference.weights[key].shape)
+        if key == "E->E":
+            np.fill_diagonal(new, 0)  # dense self-projections have no autapses
+        reference.weights[key] = new
+        sim.weights[key] = new
+    run_and_compare(ei, reference, sim)
+    # the write changed the run: with the old weights the rates differ
+    fresh, _ = compile_both(ei, name)
+    inputs = ei.inputs(fresh, STEPS, seed=1)
+    reference.reset()
+    assert not np.allclose(fresh.run(inputs, record=["E.r"])["E.r"], reference.run(inputs, record=["E.r"])["E.r"])
+
+
+def test_in_place_writes_to_stored_weights_reach_the_kernel(ei):
+    reference, sim = compile_both(ei, "grid")
+    for s in (reference, sim):
+        s.weights.stored("I->E").dense[...] *= 3  # stronger inhibition, written in place
+    run_and_compare(ei, reference, sim)
+
+
+def test_save_load_and_reset_keep_the_views(ei, tmp_path):
+    reference, sim = compile_both(ei, "grid")
+    run_and_compare(ei, reference, sim, seed=2)
+    sim.save(tmp_path / "state.npz")
+    before = {k: sim.weights[k] for k in sim.weights}
+    sim.weights["E->I"] = np.zeros_like(before["E->I"])
+    sim.load(tmp_path / "state.npz")
+    for key, value in before.items():
+        np.testing.assert_array_equal(sim.weights[key], value)
+    reference.reset()
+    sim.reset()
+    run_and_compare(ei, reference, sim, seed=4)
+    # reset(weights=True) restores the initial weights in place, into the stacked matrix
+    sim.weights["I->I"] = np.zeros_like(before["I->I"])
+    sim.reset(weights=True)
+    reference.reset(weights=True)
+    assert np.shares_memory(sim.weights.stored("I->I").dense, sim.backend.groups["g1"])
+    run_and_compare(ei, reference, sim, seed=5)
