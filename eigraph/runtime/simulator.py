@@ -110,17 +110,20 @@ class Simulator:
         from eigraph.backends.numpy_ref import activation
 
         self.n = 0
-        self.x: dict[str, np.ndarray] = {}
-        self.r: dict[str, np.ndarray] = {}
-        self.compartment: dict[str, np.ndarray] = {}
-        for p in program.populations.values():
-            self.r[p.name] = np.zeros((p.history, p.size, batch), dtype=dtype)
-            if p.role != "input":
-                self.x[p.name] = np.full((2, p.size, batch), p.x0, dtype=dtype)
-                rest = activation(p.activation, self.x[p.name][0]).astype(dtype)
-                self.r[p.name][...] = rest  # every earlier step was at rest
-            for c in p.compartments:
-                self.compartment[f"{p.name}.{c}"] = np.zeros((p.size, batch), dtype=dtype)
+        rest = self.__dict__.get("_rest")
+        if rest is None:  # the state at rest, made once: a reset copies it (cheap next to a short trial)
+            rest = self._rest = {"x": {}, "r": {}, "c": {}}
+            for p in program.populations.values():
+                rest["r"][p.name] = np.zeros((p.history, p.size, batch), dtype=dtype)
+                if p.role != "input":
+                    rest["x"][p.name] = np.full((2, p.size, batch), p.x0, dtype=dtype)
+                    rate = activation(p.activation, rest["x"][p.name][0]).astype(dtype)
+                    rest["r"][p.name][...] = rate  # every earlier step was at rest
+                for c in p.compartments:
+                    rest["c"][f"{p.name}.{c}"] = np.zeros((p.size, batch), dtype=dtype)
+        self.x: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["x"].items()}
+        self.r: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["r"].items()}
+        self.compartment: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["c"].items()}
         self.traces: dict[str, np.ndarray] = {}
         for q in program.plastic:
             pre, post = program.populations[q.source].size, program.populations[q.target].size
@@ -128,7 +131,14 @@ class Simulator:
             for trace in q.rule.analysis.trace_shape:
                 shape = q.rule.trace_shape(trace, post, pre, nnz, batch)
                 self.traces[f"{q.name}:{trace}"] = np.full(shape, q.rule.trace_init.get(trace, 0.0), dtype=dtype)
-        self.noise_rng = projection_rng(self.seed, program.name, "noise")
+        seed, start = self.__dict__.get("_noise_start", (None, None))
+        rng = self.__dict__.get("noise_rng")
+        if seed == self.seed and isinstance(rng, np.random.Generator) and isinstance(rng.bit_generator,
+                                                                                   np.random.PCG64):
+            rng.bit_generator.state = start  # the stream from its start, without re-deriving the seed
+        else:
+            self.noise_rng = projection_rng(self.seed, program.name, "noise")
+            self._noise_start = (self.seed, self.noise_rng.bit_generator.state)
         if weights:
             for name, initial in self._initial_weights.items():
                 _assign_weights(program.projections[name].weights, initial)
