@@ -16,10 +16,10 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from eigraph.cli import main
-
 # LANGUAGE.md section 1, verbatim: the spec's complete example must validate cleanly.
-from conftest import SPEC_EXAMPLE as DECISION  # noqa: E402
+from conftest import SPEC_EXAMPLE as DECISION
+
+from eigraph.cli import main
 
 BROKEN = """\
 network m { dt = 1 ms }

@@ -20,6 +20,8 @@ from conftest import MODELS as ROOT_MODELS
 
 import eigraph
 from eigraph.backends import numba_gen
+from eigraph.runtime import simulator as simulator_module
+from eigraph.runtime.errors import InputError
 
 # The threshold for threads is a tuning constant (1M elements by default, so that threads never
 # fight the BLAS products of small models); these tests lower it to exercise the parallel code.
@@ -30,8 +32,7 @@ PARALLEL_MIN_ELEMENTS = 32768
 def parallel_threshold(monkeypatch):
     monkeypatch.setattr(numba_gen, "PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)
     monkeypatch.setattr(numba_gen, "PARALLEL_MIN_SYNAPSE_WORK", 1 << 18)  # BIG: 1.6M at batch 16, 0.1M at 1
-from eigraph.runtime import simulator as simulator_module
-from eigraph.runtime.errors import InputError
+
 
 STEPS = 40
 TOLERANCE = {np.dtype("float32"): dict(rtol=1e-4, atol=1e-5), np.dtype("float64"): dict(rtol=1e-9, atol=1e-12)}
