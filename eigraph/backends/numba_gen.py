@@ -22,14 +22,16 @@ from eigraph.backends.numba_rules import RuleEmitter, reads_reward, reads_target
 from eigraph.compile.cache import file_lock, load_module
 from eigraph.compile.program import PopulationPlan, Program
 from eigraph.runtime.errors import InputError
+from eigraph.runtime.threads import blas_threads
 
 # Threads for element-wise loops only pay off when a loop is far larger than the BLAS products
 # around it: a parallel region each step next to threaded BLAS was measured 10-30x slower on a
 # busy 2-core machine (tools/bench.py), while the whole update pass at N=1024, B=64 is ~25 us.
 PARALLEL_MIN_ELEMENTS = 1 << 20  # neurons x batch of a population, or synapses of a rule
 # Sparse rows are the costly part of an update: their multiply-adds per step (synapses x batch)
-# decide threads too. At N=1024, p=0.1, B=64 (6.7 million) two threads halve the step.
-PARALLEL_MIN_SYNAPSE_WORK = 1 << 21
+# decide threads too (when Numba has more than one). At N=1024, p=0.1, B=64 (6.7 million) two
+# threads halve the step.
+PARALLEL_MIN_SYNAPSE_WORK = 1 << 20
 FASTMATH = "{'reassoc', 'contract'}"  # lets the NaN-check sum vectorise; never nnan/ninf
 
 _ACTIVATIONS = {
@@ -312,7 +314,8 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
                         body(f"# one product: {_group_name(g)}")
                         call(f"product_{g.ident}", lambda w_, g=g: _product(w_, program, g), False, fast=True)
                 rows = sum(q.weights.nnz for q in program.incoming(p.name) if q.weights.is_sparse)
-                parallel = p.size * batch >= PARALLEL_MIN_ELEMENTS or rows * batch >= PARALLEL_MIN_SYNAPSE_WORK
+                parallel = p.size * batch >= PARALLEL_MIN_ELEMENTS or (
+                    rows * batch >= PARALLEL_MIN_SYNAPSE_WORK and _threads() > 1)
                 body(f"# integrate {p.name}{_where(p.span)}")
                 call(f"integrate_{p.ident}",
                      lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range"), parallel,
@@ -368,6 +371,13 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     w("):")
     w.lines += body.lines
     return "\n".join(w.lines) + "\n", args
+
+
+def _threads() -> int:
+    """Numba's thread count: with one thread a prange loop only adds the cost of outlining it."""
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
 
 
 def _slot(delay: int, history: int) -> str:
@@ -631,7 +641,11 @@ class NumbaBackend:
             learn: bool = True, trial_end: bool = True):
         arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
                                             trial_end)
-        self.kernel(*arguments)
+        if self.parallel:  # BLAS threads spinning next to prange cost 20x (runtime/threads.py)
+            with blas_threads(1):
+                self.kernel(*arguments)
+        else:
+            self.kernel(*arguments)
         if status[0] >= 0:
             code = int(status[1])
             if code >= 1000:

@@ -21,7 +21,6 @@ from one goes on exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
@@ -33,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from eigraph.runtime.tasks import Task, TaskError, Trials, make_task, parse_task
+from eigraph.runtime.threads import blas_threads
 
 CHECKPOINT_FORMAT = 1
 EVAL_NOISE_KEY = 7  # seeds the evaluation noise: [seed, 7, split]
@@ -455,17 +455,3 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
     return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
-
-
-@contextlib.contextmanager
-def blas_threads(count: int):
-    """Limit the BLAS libraries to ``count`` threads (with threadpoolctl, when installed). The
-    products of a small rate network are far too small for threads, and idle BLAS threads spinning
-    next to the simulation cost up to 40x on a loaded 2-core machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=count, user_api="blas"):
-        yield
