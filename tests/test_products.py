@@ -1,6 +1,6 @@
 """The Numba backend's stacked dense products (eigraph/backends/numba_gen.py, ``product_groups``).
 
-Non-plastic dense projections of one delay are delivered by one BLAS product over a matrix whose
+Non-plastic dense projections that form a grid are delivered by one BLAS product over a matrix whose
 blocks are the projections' weights. These tests check which projections are stacked, that each
 projection's weights are a live view of its block (so writing weights, saving, loading and
 resetting change what the kernel uses), and that every stacking runs the same numbers as the
@@ -70,16 +70,45 @@ I -> E          : dense, init = uniform(0, 0.2), delay = 2 ms
 I -> I          : dense, init = uniform(0, 0.2)
 """
 
-MODELS = {"grid": GRID, "incomplete": INCOMPLETE, "gains": GAINS, "mixed": MIXED}
+# H is updated within the step and read without delay by O and P: the product of the grid
+# {inp, H} x {O, P} must wait for H (inp -> H is plastic, so it stays out of the grid)
+CHAIN = """\
+network chain { dt = 1 ms; seed = 3; precision = float32 }
+celltype Pyr : excitatory { tau = 10 ms; activation = relu }
+celltype Int : inhibitory { tau = 5 ms; activation = relu }
+population inp : input(5)
+population H   : Pyr(8)
+population O   : Pyr(6)
+population P   : Int(4)
+inp -> H : dense, init = uniform(0, 0.3), learn = hebb(eta = 0.001)
+inp -> O : dense, init = uniform(0, 0.3), delay = 0 ms
+inp -> P : dense, init = uniform(0, 0.3), delay = 0 ms
+H -> O   : dense, init = uniform(0, 0.3), delay = 0 ms
+H -> P   : dense, init = uniform(0, 0.3), delay = 0 ms
+P -> O   : dense, init = uniform(0, 0.3)
+"""
+
+# E reaches E with delay 1 and I with delay 2: one source, two delays, no single copy of its rates
+TWO_DELAYS = HEADER.format(extra="""\
+inp -> E : dense, init = uniform(0, 0.3)
+inp -> I : dense, init = uniform(0, 0.3)
+E -> E   : dense, init = uniform(0, 0.2)
+E -> I   : dense, init = uniform(0, 0.2), delay = 2 ms
+I -> E   : dense, init = uniform(0, 0.3)
+I -> I   : dense, init = uniform(0, 0.3)
+""")
+
+MODELS = {"grid": GRID, "incomplete": INCOMPLETE, "gains": GAINS, "mixed": MIXED, "chain": CHAIN,
+          "two_delays": TWO_DELAYS}
 
 
-def groups_of(sim) -> list[tuple[int, list[str], list[str], list[str]]]:
-    """Each group as (delay, sources, target keys, projection names), sorted."""
+def groups_of(sim) -> list[tuple[dict, list[str], list[str]]]:
+    """Each group as ({source: delay}, target keys, projection names), sorted."""
     out = []
     for g in product_groups(sim.program):
         keys = [t + (f".{c}" if c else "") for t, c in g.targets]
-        out.append((g.delay, g.sources, keys, sorted(q.name for q in g.projections)))
-    return sorted(out)
+        out.append((g.delays, keys, sorted(q.name for q in g.projections)))
+    return sorted(out, key=repr)
 
 
 def compile_both(ei, name: str, batch: int = 3):
@@ -98,37 +127,50 @@ def run_and_compare(ei, reference, sim, steps: int = STEPS, seed: int = 0) -> No
         np.testing.assert_allclose(sim.weights[key], reference.weights[key], err_msg=key, **TOL)
 
 
-def test_complete_grid_is_one_product_per_delay(ei):
+def test_complete_grid_is_one_product(ei):
+    """Inputs (delay 0) and recurrent rates (delay 1) of a complete grid: one product a step."""
     _, sim = compile_both(ei, "grid")
-    assert groups_of(sim) == [
-        (0, ["inp"], ["E", "I"], ["inp->E", "inp->I"]),
-        (1, ["E", "I"], ["E", "I"], ["E->E", "E->I", "I->E", "I->I"]),
-    ]
+    assert groups_of(sim) == [({"inp": 0, "E": 1, "I": 1}, ["E", "I"],
+                               ["E->E", "E->I", "I->E", "I->I", "inp->E", "inp->I"])]
     source = sim.backend.source()
-    assert source.count("np.dot(") == 2  # one product per group, none per projection
-    assert "G_g1" in source and "G_g0" not in source  # only the two-source group copies signed rates
+    assert source.count("np.dot(") == 1  # one product for all six projections
+    assert "r_p0[(n + 1) % " in source and "r_p1[n % " in source  # each source from its own slot
 
 
 def test_incomplete_grid_stacks_per_source(ei):
     _, sim = compile_both(ei, "incomplete")
-    assert groups_of(sim) == [(1, ["E"], ["E", "I"], ["E->E", "E->I"])]
+    assert groups_of(sim) == [({"E": 1}, ["E", "I"], ["E->E", "E->I"])]
     assert sim.backend.source().count("np.dot(") == 3  # the group, inp->E and I->E
 
 
 def test_mixed_gains_stack_per_source(ei):
+    """E reaches its targets with gains 2 and 1: one signed copy of its rates cannot serve both."""
     _, sim = compile_both(ei, "gains")
-    assert groups_of(sim) == [(1, ["E"], ["E", "I"], ["E->E", "E->I"]),
-                              (1, ["I"], ["E", "I"], ["I->E", "I->I"])]
+    assert groups_of(sim) == [({"E": 1}, ["E", "I"], ["E->E", "E->I"]),
+                              ({"I": 1}, ["E", "I"], ["I->E", "I->I"])]
+
+
+def test_a_source_with_two_delays_splits_the_grid(ei):
+    """E -> I has delay 2, the rest of the grid delay 1 or 0: per delay, then per source."""
+    _, sim = compile_both(ei, "two_delays")
+    assert groups_of(sim) == [({"I": 1}, ["E", "I"], ["I->E", "I->I"]),
+                              ({"inp": 0}, ["E", "I"], ["inp->E", "inp->I"])]
 
 
 def test_plastic_delays_and_compartments(ei):
     _, sim = compile_both(ei, "mixed")
     # the delay-2 pair E->I, I->E covers two of the four cells of {E, I} x {E, I}, and each of
     # its sources reaches one target: no product; I->I (delay 1) is alone too
-    assert groups_of(sim) == [(0, ["inp"], ["E", "E.apical"], ["inp->E", "inp->E.apical"])]
+    assert groups_of(sim) == [({"inp": 0}, ["E", "E.apical"], ["inp->E", "inp->E.apical"])]
     names = {q.name for g in product_groups(sim.program) for q in g.projections}
     assert "E->E" not in names  # plastic: the rule updates its own array
 
+
+def test_zero_delay_sources_are_final_before_the_product(ei):
+    _, sim = compile_both(ei, "chain")
+    assert groups_of(sim) == [({"inp": 0, "H": 0}, ["O", "P"], ["H->O", "H->P", "inp->O", "inp->P"])]
+    body = sim.backend.source().split("def run_chunk(", 1)[1]
+    assert body.index("integrate_p1(") < body.index("product_g0(") < body.index("integrate_p2(")
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -153,11 +195,16 @@ def test_weights_are_views_of_the_stacked_matrix(ei, name):
         assert sum(q.weights.shape[0] * q.weights.shape[1] for q in g.projections) == matrix.size
 
 
-@pytest.mark.parametrize("name", ["grid", "gains"])
+WRITES = {"grid": (["E->E", "I->E", "inp->I"], "E.r"), "gains": (["E->E", "I->E", "E->I"], "E.r"),
+          "chain": (["H->O", "inp->P", "P->O"], "O.r")}
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
 def test_writing_weights_reaches_the_kernel(ei, name):
     reference, sim = compile_both(ei, name)
+    keys, watched = WRITES[name]
     rng = np.random.default_rng(3)
-    for key in ("E->E", "I->E", "inp->I" if name == "grid" else "E->I"):
+    for key in keys:
         new = rng.uniform(0, 0.4, reference.weights[key].shape)
         if key == "E->E":
             np.fill_diagonal(new, 0)  # dense self-projections have no autapses
@@ -168,7 +215,8 @@ def test_writing_weights_reaches_the_kernel(ei, name):
     fresh, _ = compile_both(ei, name)
     inputs = ei.inputs(fresh, STEPS, seed=1)
     reference.reset()
-    assert not np.allclose(fresh.run(inputs, record=["E.r"])["E.r"], reference.run(inputs, record=["E.r"])["E.r"])
+    assert not np.allclose(fresh.run(inputs, record=[watched])[watched],
+                           reference.run(inputs, record=[watched])[watched])
 
 
 def test_in_place_writes_to_stored_weights_reach_the_kernel(ei):
@@ -194,5 +242,5 @@ def test_save_load_and_reset_keep_the_views(ei, tmp_path):
     sim.weights["I->I"] = np.zeros_like(before["I->I"])
     sim.reset(weights=True)
     reference.reset(weights=True)
-    assert np.shares_memory(sim.weights.stored("I->I").dense, sim.backend.groups["g1"])
+    assert np.shares_memory(sim.weights.stored("I->I").dense, sim.backend.groups["g0"])
     run_and_compare(ei, reference, sim, seed=5)

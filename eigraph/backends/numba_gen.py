@@ -90,12 +90,15 @@ class ProductGroup:
     the sources' neurons); each projection's ``weights.dense`` is a view of its block, so the
     weights API, checkpoints and ``sim.weights[...] = W`` read and write ``M`` itself. With one
     source the product reads the source's rates and the sign is applied per projection in the
-    target's update; with several, the rates are first copied into one column block ``G``, each
-    times its source's sign * gain, and the product ``M @ G`` arrives signed and summed.
+    target's update; with several, each source's rates (from the slot of its own delay) are
+    first copied into one column block ``G``, times its sign * gain, and ``M @ G`` arrives signed
+    and summed. The product runs just before the first of its targets is updated: every source
+    is final by then (delay >= 1: a past step; delay 0: the step order puts a source before each
+    target it reaches without delay, and in a complete grid it reaches them all).
     """
 
     ident: str
-    delay: int
+    delays: dict[str, int]  # source -> the delay of all its projections in the group
     targets: list[tuple[str, str | None]]  # (population, compartment), in program order
     sources: list[str]
     cells: dict[tuple[tuple[str, str | None], str], object]  # (target key, source) -> ProjectionPlan
@@ -114,28 +117,34 @@ class ProductGroup:
 
 
 def product_groups(program: Program) -> list[ProductGroup]:
-    """Stack the non-plastic dense projections of equal delay into as few products as possible.
+    """Stack the non-plastic dense projections into as few BLAS products as possible.
 
-    One product per delay when the projections form a complete grid targets x sources (each
-    source with one sign * gain throughout, as the signed copy needs); otherwise one product per
-    source that reaches two or more targets. Plastic projections keep their own arrays.
+    All of them are one product if they form a complete grid targets x sources in which each
+    source has one delay and one sign * gain (the signed copy of its rates serves every target).
+    Otherwise the same is tried for each delay, and where a delay's projections are no complete
+    grid, each source that reaches two or more targets gets one product. Plastic projections
+    keep their own arrays (their rules update them in place).
     """
     eligible = [q for q in program.projections.values() if not q.weights.is_sparse and q.rule is None]
-    by_delay: dict[int, list] = {}
-    for q in eligible:
-        by_delay.setdefault(q.delay, []).append(q)
     order = {name: p.index for name, p in program.populations.items()}
     groups: list[ProductGroup] = []
 
-    def make(delay, qs) -> None:
+    def grid(qs) -> bool:
+        cells = {((q.target, q.compartment), q.source) for q in qs}
+        targets = {k for k, _ in cells}
+        sources = {s for _, s in cells}
+        if len(qs) < 2 or len(cells) != len(qs) or len(cells) != len(targets) * len(sources):
+            return False
+        if len(sources) == 1:
+            return len({q.delay for q in qs}) == 1
+        return all(len({(q.delay, q.factor) for q in qs if q.source == s}) == 1 for s in sources)
+
+    def make(qs) -> None:
         cells = {((q.target, q.compartment), q.source): q for q in qs}
-        if len(qs) < 2 or len(cells) != len(qs):
-            return
         targets = sorted({key for key, _ in cells}, key=lambda k: (order[k[0]], k[1] or ""))
         sources = sorted({s for _, s in cells}, key=order.__getitem__)
-        if len(cells) != len(targets) * len(sources):
-            return
-        group = ProductGroup(f"g{len(groups)}", delay, targets, sources, cells)
+        delays = {q.source: q.delay for q in qs}
+        group = ProductGroup(f"g{len(groups)}", delays, targets, sources, cells)
         rows = 0
         for key in targets:
             group.row[key] = rows
@@ -147,17 +156,21 @@ def product_groups(program: Program) -> list[ProductGroup]:
         group.shape = (rows, cols)
         groups.append(group)
 
+    if grid(eligible):
+        make(eligible)
+        return groups
+    by_delay: dict[int, list] = {}
+    for q in eligible:
+        by_delay.setdefault(q.delay, []).append(q)
     for delay in sorted(by_delay):
         qs = by_delay[delay]
-        keys = {((q.target, q.compartment), q.source) for q in qs}
-        targets = {k for k, _ in keys}
-        sources = {s for _, s in keys}
-        uniform = all(len({q.factor for q in qs if q.source == s}) == 1 for s in sources)
-        if len(keys) == len(qs) == len(targets) * len(sources) and (uniform or len(sources) == 1):
-            make(delay, qs)
-        else:
-            for src in sorted(sources, key=order.__getitem__):
-                make(delay, [q for q in qs if q.source == src])
+        if grid(qs):
+            make(qs)
+            continue
+        for src in sorted({q.source for q in qs}, key=order.__getitem__):
+            single = [q for q in qs if q.source == src]
+            if grid(single):
+                make(single)
     return groups
 
 
@@ -388,19 +401,22 @@ def _slot(delay: int, history: int) -> str:
 def _group_name(g: ProductGroup) -> str:
     def key(k):
         return k[0] + (f".{k[1]}" if k[1] else "")
-    return f"{', '.join(g.sources)} -> {', '.join(key(k) for k in g.targets)} (delay {g.delay})"
+    delays = sorted(set(g.delays.values()))
+    return (f"{', '.join(g.sources)} -> {', '.join(key(k) for k in g.targets)} "
+            f"(delay {'/'.join(str(d) for d in delays)})")
 
 
 def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
     body(f"# {len(g.cells)} dense projections: {', '.join(q.name for q in g.projections)}")
     if not g.signed:
         src = program.populations[g.sources[0]]
-        body(f"np.dot(M_{g.ident}, r_{src.ident}[{_slot(g.delay, src.history)}], D_{g.ident})")
+        body(f"np.dot(M_{g.ident}, r_{src.ident}[{_slot(g.delays[src.name], src.history)}], D_{g.ident})")
         return
     for name in g.sources:
         src = program.populations[name]
         q = next(q for (_, s), q in g.cells.items() if s == name)
-        body(f"src = r_{src.ident}[{_slot(g.delay, src.history)}]  # {name}, times sign * gain")
+        body(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {name}, delay {g.delays[name]}, "
+             "times sign * gain")
         body(f"for j in range({src.size}):")
         body("    for b in range(B):")
         body(f"        G_{g.ident}[{str(g.col[name]) + ' + ' if g.col[name] else ''}j, b] = F_{q.ident} * src[j, b]")
