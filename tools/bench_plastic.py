@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                 if bad:
                     print(f"N={n} {connectivity}: implementations disagree with eigraph: {bad}", file=sys.stderr)
                     return 1
-                times = {name: bench.time_block(fn, args.repeats, 1) for name, fn in runs.items()}
+                times = bench.time_rounds(runs, args.repeats, 1)
                 row = {"n": n, "batch": batch, "connectivity": connectivity,
                        **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
                        "max_rel_diff": max(checks.values())}
