@@ -1,11 +1,12 @@
 """The Numba backend: generates readable Python source for the whole run and compiles it.
 
 One ``@njit`` function holds the time loop. Dense projections are BLAS products
-(``np.dot(W, r)``, state stored neurons x batch); a sparse projection's rows are accumulated
-inside the same loop that updates the target population, so the summed input, the Euler step,
-the activation and the NaN check are one pass over the target's neurons. Comments in the
-generated code point back to the model's lines. Constants are module globals, which Numba
-folds into the machine code.
+(``np.dot(W, r)``, state stored neurons x batch), stacked into one product where they form a
+grid (``product_groups``); a sparse projection's rows are accumulated inside the same loop that
+updates the target population (with the hand-written row loop of ``simd.py`` where it applies),
+so the summed input, the Euler step, the activation and the NaN check are one pass over the
+target's neurons. Comments in the generated code point back to the model's lines. Constants
+are module globals, which Numba folds into the machine code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eigraph import __version__
+from eigraph.backends import simd
 from eigraph.backends.numba_rules import RuleEmitter, reads_reward, reads_target
 from eigraph.compile.cache import file_lock, load_module
 from eigraph.compile.program import PopulationPlan, Program
@@ -249,6 +251,8 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     w('"""')
     w("import numpy as np")
     w("from numba import njit, prange")
+    if simd.supported(batch, program.dtype) and any(q.weights.is_sparse for q in program.projections.values()):
+        w(f"from eigraph.backends.simd import csr_row_{batch}")
     w("")
     w(f"ZERO = np.{dtype}(0.0)")
     w(f"ONE = np.{dtype}(1.0)")
@@ -331,7 +335,8 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
                     rows * batch >= PARALLEL_MIN_SYNAPSE_WORK and _threads() > 1)
                 body(f"# integrate {p.name}{_where(p.span)}")
                 call(f"integrate_{p.ident}",
-                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range"), parallel,
+                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range", batch),
+                     parallel,
                      fast=True)
             elif op.kind == "learn":
                 emitter = next(e for e in emitters if e.q.name == op.name)
@@ -423,7 +428,7 @@ def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
     body(f"np.dot(M_{g.ident}, G_{g.ident}, D_{g.ident})")
 
 
-def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) -> None:
+def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, batch: int) -> None:
     i = p.ident
     incoming = program.incoming(p.name)
     body(f"# {p.name}: {p.size} neurons, {p.activation}{_where(p.span)}")
@@ -459,7 +464,10 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str) ->
     body(f"for i in {loop}({p.size}):")
     with body.block():
         for group in groups:
-            _csr_rows(body, group)
+            if simd.supported(batch, program.dtype):
+                _csr_rows_simd(body, group, batch)
+            else:
+                _csr_rows(body, group)
         body("for b in range(B):")
         with body.block():
             soma = " + ".join(terms.get(None, [])) or "ZERO"
@@ -541,6 +549,16 @@ def _csr_rows(body: _Writer, group: list) -> None:
             body("for b in range(B):")
             body("    row[b] += wk0 * sk0[b]")
             body("k += 1")
+
+
+def _csr_rows_simd(body: _Writer, group: list, batch: int) -> None:
+    """As :func:`_csr_rows`, with the hand-written loop of eigraph/backends/simd.py: the batch
+    stays in vector registers over a row's synapses (N=1024, B=64, p=0.1: 92 -> 58 ms)."""
+    body(f"row = s_{group[0].ident}[i]  # row i of {', '.join(q.name for q in group)}")
+    for n, q in enumerate(group):
+        w_ = q.ident
+        body(f"csr_row_{batch}(row, src_{w_}, {w_}_indices, {w_}_data, {w_}_indptr[i], {w_}_indptr[i + 1], "
+             f"F_{w_}, {0 if n == 0 else 1})  # {q.name}{': add' if n else ''}")
 
 
 class NumbaBackend:

@@ -1,0 +1,109 @@
+"""The hand-written sparse-row loop (eigraph/backends/simd.py) against NumPy, alone and inside
+generated kernels: every supported batch, index type, sign, accumulate-or-overwrite, empty rows,
+strided ring-buffer slots, the parallel kernel, and the plain loop where it does not apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse
+from numba import njit
+
+from eigraph.backends import numba_gen, simd
+
+BATCHES = [8, 16, 24, 64]
+
+
+def random_csr(rows: int, cols: int, density: float, seed: int) -> scipy.sparse.csr_matrix:
+    m = scipy.sparse.random(rows, cols, density=density, format="csr", dtype=np.float32, random_state=seed)
+    m.data[:] = np.random.default_rng(seed).uniform(0.1, 1.0, m.nnz)
+    m.sort_indices()
+    return m
+
+
+def rows_kernel(batch: int):
+    fn = getattr(simd, f"csr_row_{batch}")
+
+    @njit
+    def kernel(out, src, indptr, indices, data, factor, add):
+        for i in range(out.shape[0]):
+            fn(out[i], src, indices, data, indptr[i], indptr[i + 1], factor, add)
+
+    return kernel
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64, np.uint32])
+def test_csr_row_matches_numpy(batch, index_dtype):
+    m = random_csr(37, 53, 0.2, seed=batch)
+    m.indptr[6:8] = m.indptr[5]  # rows 5 and 6 empty (their synapses now belong to row 7)
+    m = scipy.sparse.csr_matrix((m.data, m.indices, m.indptr), shape=m.shape)
+    assert m.indptr[6] == m.indptr[5] == m.indptr[7] and m.indptr[8] > m.indptr[7]
+    rng = np.random.default_rng(1)
+    ring = rng.normal(size=(3, 53, batch)).astype(np.float32)
+    src = ring[1]  # a slot of a ring buffer: a view, rows contiguous
+    kernel = rows_kernel(batch)
+    indptr, indices = m.indptr.astype(np.int64), m.indices.astype(index_dtype)
+    out = rng.normal(size=(37, batch)).astype(np.float32)
+    kernel(out, src, indptr, indices, m.data, np.float32(-0.5), 0)
+    expected = -0.5 * (m @ src)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert np.all(out[5:7] == 0)  # empty rows are written (with 0), not left as they were
+    before = out.copy()
+    kernel(out, src, indptr, indices, m.data, np.float32(2.0), 1)
+    np.testing.assert_allclose(out, before + 2.0 * (m @ src), rtol=1e-5, atol=1e-5)
+
+
+def test_supported_batches_and_precision():
+    assert [b for b in range(1, 80) if simd.supported(b, np.float32)] == list(range(8, 65, 8))
+    assert not simd.supported(8, np.float64)
+
+
+MODEL = """\
+network simd {{ dt = 1 ms; seed = 21; precision = {precision} }}
+celltype Pyr : excitatory {{ tau = 10 ms; activation = relu; compartments = [apical]; apical_gain = 0.5 }}
+celltype Int : inhibitory {{ tau = 5 ms; activation = tanh }}
+population inp : input(12)
+population E   : Pyr(160)
+population I   : Int(120)
+inp -> E        : sparse(p = 0.3), init = uniform(0, 0.4)
+E -> E          : sparse(p = 0.2), init = halfnormal(0.1)
+I -> E          : fixed_in(k = 15), init = uniform(0, 0.2)
+I -> E.apical   : sparse(p = 0.25), init = uniform(0, 0.3)
+E -> I          : sparse(p = 0.15), init = uniform(0, 0.1), gain = 1.5
+I -> I          : dense, init = uniform(0, 0.05)
+"""
+
+
+def compare(ei, precision: str, batch: int, steps: int = 25):
+    model = ei.load(f"simd_{precision}.ei", MODEL.format(precision=precision))
+    reference = model.compile(backend="numpy", batch=batch)
+    sim = model.compile(backend="numba", batch=batch)
+    assert all(sim.program.projections[n].weights.is_sparse for n in ("E->E", "I->E", "I->E.apical", "E->I"))
+    inputs = ei.inputs(reference, steps, seed=batch)
+    record = ["E.r", "E.apical", "I.r"]
+    expected = reference.run(inputs, record=record)
+    got = sim.run(inputs, record=record)
+    tol = dict(rtol=1e-4, atol=1e-5) if precision == "float32" else dict(rtol=1e-9, atol=1e-12)
+    for key in record:
+        for t in range(steps):
+            np.testing.assert_allclose(got[key][t], expected[key][t], err_msg=f"{key} at step {t}", **tol)
+    return sim
+
+
+@pytest.mark.parametrize("batch", [8, 16])
+def test_kernels_with_the_simd_rows_match_the_reference(ei, batch):
+    sim = compare(ei, "float32", batch)
+    assert f"csr_row_{batch}(" in sim.backend.source()
+
+
+@pytest.mark.parametrize(("precision", "batch"), [("float32", 12), ("float64", 8)])
+def test_plain_rows_where_simd_does_not_apply(ei, precision, batch):
+    sim = compare(ei, precision, batch)
+    assert "csr_row_" not in sim.backend.source()
+
+
+def test_parallel_kernel_with_simd_rows(ei, monkeypatch):
+    monkeypatch.setattr(numba_gen, "PARALLEL_MIN_ELEMENTS", 160 * 8)
+    sim = compare(ei, "float32", 8)
+    assert sim.backend.parallel and "prange" in sim.backend.source() and "csr_row_8(" in sim.backend.source()
