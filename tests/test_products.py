@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from eigraph.backends.numba_gen import product_groups
+from eigraph.runtime.errors import InputError
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 STEPS = 30
@@ -244,3 +245,33 @@ def test_save_load_and_reset_keep_the_views(ei, tmp_path):
     reference.reset(weights=True)
     assert np.shares_memory(sim.weights.stored("I->I").dense, sim.backend.groups["g0"])
     run_and_compare(ei, reference, sim, seed=5)
+
+
+def test_replaced_weight_arrays_reach_the_kernel(ei):
+    """Assigning a new array to a stacked projection's storage (not writing into it) still counts."""
+    reference, sim = compile_both(ei, "grid")
+    new = np.random.default_rng(8).uniform(0, 0.5, reference.weights["I->E"].shape).astype(np.float32)
+    for s in (reference, sim):
+        s.weights.stored("I->E").dense = new.copy()
+    run_and_compare(ei, reference, sim)
+    assert np.shares_memory(sim.weights.stored("I->E").dense, sim.backend.groups["g0"])  # back in its block
+    sim.weights.stored("I->E").dense = np.zeros((3, 3), dtype=np.float32)
+    with pytest.raises(InputError, match="I->E.*shape"):
+        sim.run(ei.inputs(sim, 2))
+
+
+def test_two_numba_simulators_of_one_program_share_its_weights(ei):
+    """Each stacks the Program's weights into its own matrix; a write through either reaches both."""
+    from eigraph.compile.lower import lower
+    from eigraph.runtime.simulator import Simulator
+
+    model = ei.load("stacked_grid.ei", GRID)
+    program = lower(model.graph)
+    first, second = Simulator(program, backend="numba", batch=2), Simulator(program, backend="numba", batch=2)
+    reference = model.compile(backend="numpy", batch=2)
+    new = np.full(reference.weights["I->E"].shape, 0.05)
+    first.weights["I->E"] = new
+    reference.weights["I->E"] = new
+    run_and_compare(ei, reference, first)
+    reference.reset()
+    run_and_compare(ei, reference, second)

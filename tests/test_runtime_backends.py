@@ -392,6 +392,23 @@ def test_seed_argument_changes_noise_only(ei, backend):
     np.testing.assert_array_equal(ra["Tanh.x"][:1], rb["Tanh.x"][:1])  # noiseless, before noise reaches it
 
 
+def test_reset_restarts_the_noise_stream_and_leaves_a_callers_generator_alone(ei):
+    model = custom(ei, "activations.ei")
+    sim = model.compile(backend="numpy", batch=2)
+    inputs = ei.inputs(sim, 6)
+    first = sim.run(inputs, record=["Relu.x"])["Relu.x"]
+    sim.reset()
+    np.testing.assert_array_equal(sim.run(inputs, record=["Relu.x"])["Relu.x"], first)  # the stream restarts
+    sim.seed = 5
+    sim.reset()
+    assert not np.array_equal(sim.run(inputs, record=["Relu.x"])["Relu.x"], first)  # a new seed, a new stream
+    mine = np.random.default_rng(123)
+    state = mine.bit_generator.state
+    sim.noise_rng = mine
+    sim.reset()
+    assert sim.noise_rng is not mine and mine.bit_generator.state == state  # replaced, not rewound
+
+
 # ----------------------------------------------------------------------------------------------
 # Determinism: the same model, seed and backend give the same numbers on every run
 # ----------------------------------------------------------------------------------------------

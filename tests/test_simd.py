@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 from numba import njit
+from numba.core.errors import TypingError
 
 from eigraph.backends import numba_gen, simd
 
@@ -95,6 +96,16 @@ def compare(ei, precision: str, batch: int, steps: int = 25):
 def test_kernels_with_the_simd_rows_match_the_reference(ei, batch):
     sim = compare(ei, "float32", batch)
     assert f"csr_row_{batch}(" in sim.backend.source()
+    assert simd.SOURCE_HASH in sim.backend.source()  # a change to simd.py changes the kernel cache key
+
+
+def test_non_contiguous_arrays_are_refused():
+    m = random_csr(6, 10, 0.5, seed=2)
+    kernel = rows_kernel(8)
+    src = np.ones((10, 16), dtype=np.float32)[:, ::2]  # rows not contiguous
+    out = np.zeros((6, 8), dtype=np.float32)
+    with pytest.raises(TypingError):
+        kernel(out, src, m.indptr.astype(np.int64), m.indices, m.data, np.float32(1), 0)
 
 
 @pytest.mark.parametrize(("precision", "batch"), [("float32", 12), ("float64", 8)])

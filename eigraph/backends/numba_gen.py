@@ -32,7 +32,7 @@ from eigraph.runtime.threads import blas_threads
 PARALLEL_MIN_ELEMENTS = 1 << 20  # neurons x batch of a population, or synapses of a rule
 # Sparse rows are the costly part of an update: their multiply-adds per step (synapses x batch)
 # decide threads too (when Numba has more than one). At N=1024, p=0.1, B=64 (6.7 million) two
-# threads halve the step.
+# threads nearly halve the step.
 PARALLEL_MIN_SYNAPSE_WORK = 1 << 20
 FASTMATH = "{'reassoc', 'contract'}"  # lets the NaN-check sum vectorise; never nnan/ninf
 
@@ -252,7 +252,8 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     w("import numpy as np")
     w("from numba import njit, prange")
     if simd.supported(batch, program.dtype) and any(q.weights.is_sparse for q in program.projections.values()):
-        w(f"from eigraph.backends.simd import csr_row_{batch}")
+        # the loop's IR lives in simd.py, outside this text: its hash keeps the kernel cache honest
+        w(f"from eigraph.backends.simd import csr_row_{batch}  # simd.py {simd.SOURCE_HASH}")
     w("")
     w(f"ZERO = np.{dtype}(0.0)")
     w(f"ONE = np.{dtype}(1.0)")
@@ -567,6 +568,10 @@ class NumbaBackend:
     def __init__(self, program: Program, batch: int):
         self.program = program
         self.groups = stack_weights(program, product_groups(program))
+        # (projection, its block): a stacked projection whose array was replaced instead of
+        # written in place (``stored(name).dense = new``, or another simulator stacking the same
+        # Program) is copied back into this kernel's block before each run
+        self._views = [(q, q.weights.dense) for g in product_groups(program) for q in g.projections]
         self.source_text, self.args = generate(program, batch)
         self.parallel = "parallel=True" in self.source_text
         key = hashlib.sha256(self.source_text.encode()).hexdigest()[:24]  # the code itself (Brian2's key)
@@ -673,6 +678,14 @@ class NumbaBackend:
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets=None, reward=None,
             learn: bool = True, trial_end: bool = True):
+        for q, view in self._views:
+            if q.weights.dense is not view:
+                if q.weights.dense is None or q.weights.dense.shape != view.shape:
+                    raise InputError(f"weights of {q.name} were replaced by an array of shape "
+                                     f"{None if q.weights.dense is None else q.weights.dense.shape}; "
+                                     f"expected {view.shape} (post x pre)")
+                view[...] = q.weights.dense
+                q.weights.dense = view
         arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
                                             trial_end)
         if self.parallel:  # BLAS threads spinning next to prange cost 20x (runtime/threads.py)

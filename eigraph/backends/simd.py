@@ -16,12 +16,16 @@ otherwise. The caller guarantees the indices are in range (they come from our ow
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # part of each kernel's cache key
 LANES = 8  # float32 lanes of one accumulator: a 256-bit register (AVX2); LLVM splits or joins as the CPU needs
 MAX_BATCH = 64  # 8 accumulators: with the loads they fit in the 16 vector registers of AVX2
 
@@ -37,10 +41,14 @@ def _make_csr_row(batch: int):
     @intrinsic
     def csr_row(typingctx, row, src, indices, data, lo, hi, factor, add):
         """See the module docstring. ``row``: float32[B], ``src``: float32[N, B] (rows contiguous)."""
+        # C-contiguous arrays only: the IR steps through memory assuming it (src's rows may be a
+        # ring-buffer slot: any row stride, each row contiguous, as in a C-ordered 3-d array)
         if not (isinstance(row, types.Array) and row.ndim == 1 and row.dtype == types.float32
                 and isinstance(src, types.Array) and src.ndim == 2 and src.dtype == types.float32
-                and isinstance(data, types.Array) and data.dtype == types.float32
-                and isinstance(indices, types.Array) and isinstance(indices.dtype, types.Integer)):
+                and isinstance(data, types.Array) and data.ndim == 1 and data.dtype == types.float32
+                and isinstance(indices, types.Array) and indices.ndim == 1
+                and isinstance(indices.dtype, types.Integer)
+                and all(a.layout == "C" for a in (row, src, data, indices))):
             return None
         sig = types.void(row, src, indices, data, types.intp, types.intp, types.float32, types.intp)
 

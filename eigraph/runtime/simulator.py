@@ -131,14 +131,12 @@ class Simulator:
             for trace in q.rule.analysis.trace_shape:
                 shape = q.rule.trace_shape(trace, post, pre, nnz, batch)
                 self.traces[f"{q.name}:{trace}"] = np.full(shape, q.rule.trace_init.get(trace, 0.0), dtype=dtype)
-        seed, start = self.__dict__.get("_noise_start", (None, None))
-        rng = self.__dict__.get("noise_rng")
-        if seed == self.seed and isinstance(rng, np.random.Generator) and isinstance(rng.bit_generator,
-                                                                                   np.random.PCG64):
-            rng.bit_generator.state = start  # the stream from its start, without re-deriving the seed
-        else:
+        own, seed, start = self.__dict__.get("_noise_start", (None, None, None))
+        if own is not None and self.__dict__.get("noise_rng") is own and seed == self.seed:
+            own.bit_generator.state = start  # our stream from its start, without re-deriving the seed
+        else:  # first reset, a new seed, or a generator put in by the caller (left untouched)
             self.noise_rng = projection_rng(self.seed, program.name, "noise")
-            self._noise_start = (self.seed, self.noise_rng.bit_generator.state)
+            self._noise_start = (self.noise_rng, self.seed, self.noise_rng.bit_generator.state)
         if weights:
             for name, initial in self._initial_weights.items():
                 _assign_weights(program.projections[name].weights, initial)

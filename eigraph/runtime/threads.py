@@ -1,16 +1,23 @@
 """Thread pools of the BLAS libraries, kept out of the way of eigraph's own threads.
 
 OpenBLAS threads keep spinning for a long while after a product. Next to a Numba ``prange``
-loop on the same cores they are 20x slower than no threads at all (tools/bench.py, N=1024,
-sparse, 2 cores: 1.6 s instead of 85 ms a trial), and next to the small products of a rate
-network they only spin. threadpoolctl (a dependency) limits them for the length of a block.
+loop on the same cores they made a step 30x slower (tools/bench.py, N=1024, sparse, 2 cores:
+1.6 s instead of 53 ms a trial), and next to the small products of a rate network they only
+spin. threadpoolctl (a dependency) limits them for the length of a block.
+
+The limit is process-wide, so overlapping blocks (simulators run from several Python threads;
+kernels release the GIL) share it: the first block to enter sets it, the last one to leave
+restores what the libraries had before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 _controller = None
+_lock = threading.Lock()
+_active: dict[int, list] = {}  # count -> [blocks inside, threadpoolctl limiter]
 
 
 def _get_controller():
@@ -31,5 +38,16 @@ def blas_threads(count: int):
     except ImportError:  # an install without threadpoolctl: run with the libraries' defaults
         yield
         return
-    with controller.limit(limits=count, user_api="blas"):
+    with _lock:
+        entry = _active.get(count)
+        if entry is None:
+            entry = _active[count] = [0, controller.limit(limits=count, user_api="blas")]
+        entry[0] += 1
+    try:
         yield
+    finally:
+        with _lock:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _active[count]
+                entry[1].restore_original_limits()
