@@ -275,3 +275,26 @@ def test_two_numba_simulators_of_one_program_share_its_weights(ei):
     run_and_compare(ei, reference, first)
     reference.reset()
     run_and_compare(ei, reference, second)
+
+
+@pytest.mark.parametrize("name", ["grid", "chain"])
+def test_signed_rates_written_by_the_update_survive_split_runs(ei, name):
+    """Delay-1 sources store their signed rates for the next step's product in their own update;
+    the first step of every call copies them instead (the block is scratch). Runs cut into calls
+    of 1, 6 and 23 steps must equal one run."""
+    reference, sim = compile_both(ei, name)
+    source = sim.backend.source()
+    if name == "grid":
+        assert "G_g0[(n + 1) % 2, " in source and "if t == 0:" in source
+    inputs = ei.inputs(reference, STEPS, seed=6)
+    record = [f"{p}.r" for p in reference.program.populations]
+    expected = reference.run(inputs, record=record)
+    got: dict[str, list] = {key: [] for key in record}
+    start = 0
+    for length in (1, 6, 23):
+        part = sim.run({k: v[start:start + length] for k, v in inputs.items()}, record=record)
+        for key in record:
+            got[key].append(part[key])
+        start += length
+    for key in record:
+        np.testing.assert_allclose(np.concatenate(got[key]), expected[key], err_msg=key, **TOL)

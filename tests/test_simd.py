@@ -12,7 +12,7 @@ from numba.core.errors import TypingError
 
 from eigraph.backends import numba_gen, simd
 
-BATCHES = [8, 16, 24, 64]
+BATCHES = [8, 16, 24, 64, 72, 136]
 
 
 def random_csr(rows: int, cols: int, density: float, seed: int) -> scipy.sparse.csr_matrix:
@@ -23,12 +23,18 @@ def random_csr(rows: int, cols: int, density: float, seed: int) -> scipy.sparse.
 
 
 def rows_kernel(batch: int):
-    fn = getattr(simd, f"csr_row_{batch}")
+    """The rows of a whole batch, in the pieces the generated kernels use."""
+    pieces = simd.pieces(batch)
+    full = getattr(simd, f"csr_row_{pieces[0][1]}")  # the first width (64, or the whole batch)
+    last = getattr(simd, f"csr_row_{pieces[-1][1]}")  # the remainder's width (or the same)
+    firsts = np.array([first for first, _ in pieces], dtype=np.int64)
 
     @njit
     def kernel(out, src, indptr, indices, data, factor, add):
         for i in range(out.shape[0]):
-            fn(out[i], src, indices, data, indptr[i], indptr[i + 1], factor, add)
+            for p in range(firsts.shape[0] - 1):
+                full(out[i], src, indices, data, indptr[i], indptr[i + 1], factor, add, firsts[p])
+            last(out[i], src, indices, data, indptr[i], indptr[i + 1], factor, add, firsts[-1])
 
     return kernel
 
@@ -56,8 +62,10 @@ def test_csr_row_matches_numpy(batch, index_dtype):
 
 
 def test_supported_batches_and_precision():
-    assert [b for b in range(1, 80) if simd.supported(b, np.float32)] == list(range(8, 65, 8))
+    assert [b for b in range(1, 80) if simd.supported(b, np.float32)] == list(range(8, 80, 8))
     assert not simd.supported(8, np.float64)
+    assert simd.pieces(64) == [(0, 64)]
+    assert simd.pieces(136) == [(0, 64), (64, 64), (128, 8)]
 
 
 MODEL = """\
@@ -92,10 +100,11 @@ def compare(ei, precision: str, batch: int, steps: int = 25):
     return sim
 
 
-@pytest.mark.parametrize("batch", [8, 16])
+@pytest.mark.parametrize("batch", [8, 16, 80])
 def test_kernels_with_the_simd_rows_match_the_reference(ei, batch):
     sim = compare(ei, "float32", batch)
-    assert f"csr_row_{batch}(" in sim.backend.source()
+    for first, width in simd.pieces(batch):
+        assert f"F_w1, 0, {first})" in sim.backend.source() and f"csr_row_{width}(" in sim.backend.source()
     assert simd.SOURCE_HASH in sim.backend.source()  # a change to simd.py changes the kernel cache key
 
 

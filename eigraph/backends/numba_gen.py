@@ -253,7 +253,9 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     w("from numba import njit, prange")
     if simd.supported(batch, program.dtype) and any(q.weights.is_sparse for q in program.projections.values()):
         # the loop's IR lives in simd.py, outside this text: its hash keeps the kernel cache honest
-        w(f"from eigraph.backends.simd import csr_row_{batch}  # simd.py {simd.SOURCE_HASH}")
+        widths = sorted({width for _, width in simd.pieces(batch)}, reverse=True)
+        w(f"from eigraph.backends.simd import {', '.join(f'csr_row_{x}' for x in widths)}  "
+          f"# simd.py {simd.SOURCE_HASH}")
     w("")
     w(f"ZERO = np.{dtype}(0.0)")
     w(f"ONE = np.{dtype}(1.0)")
@@ -281,7 +283,9 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
     for g in groups:
         body(f"D_{g.ident} = np.empty(({g.shape[0]}, B), dtype=np.{dtype})  # product of {_group_name(g)}")
         if g.signed:
-            body(f"G_{g.ident} = np.empty(({g.shape[1]}, B), dtype=np.{dtype})  # signed rates into {g.ident}")
+            parity = "2, " if _fused(program, g) else ""
+            body(f"G_{g.ident} = np.empty(({parity}{g.shape[1]}, B), dtype=np.{dtype})  # signed rates into "
+                 f"{g.ident}{' (by step parity)' if parity else ''}")
     for p in pops:
         for group in _sparse_groups(program, p):
             body(f"s_{group[0].ident} = np.empty(({p.size}, B), dtype=np.{dtype})"
@@ -412,21 +416,49 @@ def _group_name(g: ProductGroup) -> str:
             f"(delay {'/'.join(str(d) for d in delays)})")
 
 
+def _fused(program: Program, g: ProductGroup) -> list[str]:
+    """Sources of a signed group whose update writes its signed rates straight into ``G``.
+
+    A delay-1 source's rates at step n+1 are the ones it computes at step n, so its update can
+    store ``sign * gain * rate`` into the block the product reads next step (``G[(n + 1) % 2]``)
+    instead of a copy pass before each product. Inputs (no update loop) and softmax populations
+    (rates in a second pass) are copied; so is everything on the first step of a call, since
+    ``G`` is scratch.
+    """
+    if not g.signed:
+        return []
+    return [s for s in g.sources if g.delays[s] == 1 and program.populations[s].role != "input"
+            and program.populations[s].activation != "softmax"]
+
+
 def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
     body(f"# {len(g.cells)} dense projections: {', '.join(q.name for q in g.projections)}")
     if not g.signed:
         src = program.populations[g.sources[0]]
         body(f"np.dot(M_{g.ident}, r_{src.ident}[{_slot(g.delays[src.name], src.history)}], D_{g.ident})")
         return
+    fused = _fused(program, g)
+    block = f"G_{g.ident}[n % 2]" if fused else f"G_{g.ident}"
+    if fused:
+        body(f"G = {block}  # this step's block; {', '.join(fused)} wrote theirs in their last update")
+        block = "G"
     for name in g.sources:
         src = program.populations[name]
         q = next(q for (_, s), q in g.cells.items() if s == name)
-        body(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {name}, delay {g.delays[name]}, "
-             "times sign * gain")
-        body(f"for j in range({src.size}):")
-        body("    for b in range(B):")
-        body(f"        G_{g.ident}[{str(g.col[name]) + ' + ' if g.col[name] else ''}j, b] = F_{q.ident} * src[j, b]")
-    body(f"np.dot(M_{g.ident}, G_{g.ident}, D_{g.ident})")
+        col = f"{g.col[name]} + " if g.col[name] else ""
+        w = body
+        if name in fused:
+            body("if t == 0:  # G is scratch: the first step of a call copies")
+            w = _Writer()
+            w.indent = body.indent + 1
+        w(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {name}, delay {g.delays[name]}, "
+          "times sign * gain")
+        w(f"for j in range({src.size}):")
+        w("    for b in range(B):")
+        w(f"        {block}[{col}j, b] = F_{q.ident} * src[j, b]")
+        if w is not body:
+            body.lines += w.lines
+    body(f"np.dot(M_{g.ident}, {block}, D_{g.ident})")
 
 
 def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, batch: int) -> None:
@@ -487,6 +519,11 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
                 rate = _ACTIVATIONS[p.activation].format(v="xn")
                 body(f"rn = {rate}")
                 body(f"r_{i}[(n + 1) % {p.history}, i, b] = rn")
+                for g in product_groups(program):
+                    if p.name in _fused(program, g):
+                        q = next(q for (_, s), q in g.cells.items() if s == p.name)
+                        col = f"{g.col[p.name]} + " if g.col[p.name] else ""
+                        body(f"G_{g.ident}[(n + 1) % 2, {col}i, b] = F_{q.ident} * rn  # for product {g.ident}")
                 body("chk += xn - xn  # 0 unless NaN or infinite (a finite x has a finite rate)")
             else:
                 body("chk += xn - xn")
@@ -554,12 +591,14 @@ def _csr_rows(body: _Writer, group: list) -> None:
 
 def _csr_rows_simd(body: _Writer, group: list, batch: int) -> None:
     """As :func:`_csr_rows`, with the hand-written loop of eigraph/backends/simd.py: the batch
-    stays in vector registers over a row's synapses (N=1024, B=64, p=0.1: 92 -> 58 ms)."""
+    stays in vector registers over a row's synapses (N=1024, B=64, p=0.1: 92 -> 58 ms). A batch
+    wider than 64 is covered in pieces of at most 64 (each a pass over the row's synapses)."""
     body(f"row = s_{group[0].ident}[i]  # row i of {', '.join(q.name for q in group)}")
     for n, q in enumerate(group):
         w_ = q.ident
-        body(f"csr_row_{batch}(row, src_{w_}, {w_}_indices, {w_}_data, {w_}_indptr[i], {w_}_indptr[i + 1], "
-             f"F_{w_}, {0 if n == 0 else 1})  # {q.name}{': add' if n else ''}")
+        for first, width in simd.pieces(batch):  # batch elements first .. first + width - 1
+            body(f"csr_row_{width}(row, src_{w_}, {w_}_indices, {w_}_data, {w_}_indptr[i], {w_}_indptr[i + 1], "
+                 f"F_{w_}, {0 if n == 0 else 1}, {first})  # {q.name}{': add' if n else ''}")
 
 
 class NumbaBackend:

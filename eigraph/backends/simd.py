@@ -7,11 +7,13 @@ run-time overlap checks and negative-index fix-ups. This intrinsic emits the loo
 synapses directly: the batch is held in vector registers (``lanes``-wide accumulators, one per
 ``lanes`` batch elements) from the first synapse to the last, and the row is written once.
 
-``csr_row(row, src, indices, data, lo, hi, factor, add)`` computes, for ``k`` in ``lo..hi-1``,
-``acc += (factor * data[k]) * src[indices[k], :]`` and then ``row[:] = acc`` (``add == 0``) or
-``row[:] += acc`` (otherwise). The batch size must be a multiple of ``LANES`` and at most
-``MAX_BATCH`` (the accumulators must fit in registers); the generated kernels use the plain loop
-otherwise. The caller guarantees the indices are in range (they come from our own CSR arrays).
+``csr_row_<W>(row, src, indices, data, lo, hi, factor, add, col0)`` computes, for ``k`` in
+``lo..hi-1``, ``acc += (factor * data[k]) * src[indices[k], col0:col0 + W]`` and then
+``row[col0:col0 + W] = acc`` (``add == 0``) or ``+= acc`` (otherwise). ``W`` is a multiple of
+``LANES`` up to ``MAX_WIDTH`` (the accumulators must fit in registers): a batch that is a multiple
+of ``LANES`` is covered by pieces of at most ``MAX_WIDTH`` (:func:`pieces`); other batches use
+the plain loop. The caller guarantees the indices are in range (they come from our own CSR
+arrays) and ``col0 + W <= batch``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,24 @@ from numba.extending import intrinsic
 
 SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # part of each kernel's cache key
 LANES = 8  # float32 lanes of one accumulator: a 256-bit register (AVX2); LLVM splits or joins as the CPU needs
-MAX_BATCH = 64  # 8 accumulators: with the loads they fit in the 16 vector registers of AVX2
+MAX_WIDTH = 64  # 8 accumulators: with the loads they fit in the 16 vector registers of AVX2
 
 
 def supported(batch: int, dtype) -> bool:
-    """Whether the generated kernels use :func:`csr_row_<batch>` for this batch and precision."""
-    return np.dtype(dtype) == np.float32 and batch % LANES == 0 and 0 < batch <= MAX_BATCH
+    """Whether the generated kernels use the ``csr_row_<W>`` loops for this batch and precision."""
+    return np.dtype(dtype) == np.float32 and batch % LANES == 0 and batch > 0
 
 
-def _make_csr_row(batch: int):
-    n_vec = batch // LANES
+def pieces(batch: int) -> list[tuple[int, int]]:
+    """(first batch element, width) of the loops that cover a supported batch."""
+    return [(c, min(MAX_WIDTH, batch - c)) for c in range(0, batch, MAX_WIDTH)]
+
+
+def _make_csr_row(width: int):
+    n_vec = width // LANES
 
     @intrinsic
-    def csr_row(typingctx, row, src, indices, data, lo, hi, factor, add):
+    def csr_row(typingctx, row, src, indices, data, lo, hi, factor, add, col0):
         """See the module docstring. ``row``: float32[B], ``src``: float32[N, B] (rows contiguous)."""
         # C-contiguous arrays only: the IR steps through memory assuming it (src's rows may be a
         # ring-buffer slot: any row stride, each row contiguous, as in a C-ordered 3-d array)
@@ -50,10 +57,10 @@ def _make_csr_row(batch: int):
                 and isinstance(indices.dtype, types.Integer)
                 and all(a.layout == "C" for a in (row, src, data, indices))):
             return None
-        sig = types.void(row, src, indices, data, types.intp, types.intp, types.float32, types.intp)
+        sig = types.void(row, src, indices, data, types.intp, types.intp, types.float32, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            row_v, src_v, ind_v, data_v, lo_v, hi_v, factor_v, add_v = args
+            row_v, src_v, ind_v, data_v, lo_v, hi_v, factor_v, add_v, col0_v = args
             row_a = context.make_array(signature.args[0])(context, builder, row_v)
             src_a = context.make_array(signature.args[1])(context, builder, src_v)
             ind_a = context.make_array(signature.args[2])(context, builder, ind_v)
@@ -65,7 +72,7 @@ def _make_csr_row(batch: int):
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                                  f"llvm.fma.v{LANES}f32")
             src_base = builder.bitcast(src_a.data, ir.IntType(8).as_pointer())
-            row_ptr = builder.bitcast(row_a.data, vec.as_pointer())
+            row_ptr = builder.bitcast(builder.gep(row_a.data, [col0_v]), vec.as_pointer())
             zero = ir.Constant(vec, [0.0] * LANES)
             broadcast = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
 
@@ -90,7 +97,8 @@ def _make_csr_row(batch: int):
             weight = builder.fmul(builder.load(builder.gep(data_a.data, [k])), factor_v)
             wv = builder.insert_element(ir.Constant(vec, ir.Undefined), weight, ir.Constant(i32, 0))
             wv = builder.shuffle_vector(wv, ir.Constant(vec, ir.Undefined), broadcast)
-            src_row = builder.bitcast(builder.gep(src_base, [builder.mul(col, stride)]), vec.as_pointer())
+            src_row = builder.bitcast(builder.gep(src_base, [builder.mul(col, stride)]), src_a.data.type)
+            src_row = builder.bitcast(builder.gep(src_row, [col0_v]), vec.as_pointer())
             updated = []
             for v, acc in enumerate(accs):
                 x = builder.load(builder.gep(src_row, [ir.Constant(i64, v)]), align=4)
@@ -111,11 +119,11 @@ def _make_csr_row(batch: int):
 
         return sig, codegen
 
-    csr_row.__name__ = csr_row.__qualname__ = f"csr_row_{batch}"
+    csr_row.__name__ = csr_row.__qualname__ = f"csr_row_{width}"
     return csr_row
 
 
-# one intrinsic per supported batch size, as module attributes the generated kernels import
-for _batch in range(LANES, MAX_BATCH + 1, LANES):
-    globals()[f"csr_row_{_batch}"] = _make_csr_row(_batch)
-del _batch
+# one intrinsic per width, as module attributes the generated kernels import
+for _width in range(LANES, MAX_WIDTH + 1, LANES):
+    globals()[f"csr_row_{_width}"] = _make_csr_row(_width)
+del _width
