@@ -10,7 +10,7 @@ pytest.importorskip("threadpoolctl")
 
 
 def blas_counts() -> list[int]:
-    return [c.num_threads for c in threads._get_controller().lib_controllers if c.user_api == "blas"]
+    return [lib.num_threads for lib in threads._libraries()]
 
 
 def test_overlapping_blocks_restore_the_original_limits():

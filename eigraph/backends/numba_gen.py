@@ -34,6 +34,11 @@ PARALLEL_MIN_ELEMENTS = 1 << 20  # neurons x batch of a population, or synapses 
 # decide threads too (when Numba has more than one). At N=1024, p=0.1, B=64 (6.7 million) two
 # threads nearly halve the step.
 PARALLEL_MIN_SYNAPSE_WORK = 1 << 20
+# BLAS threads pay only for large products: below this many dense multiply-adds a step (all
+# dense projections, and the products of plastic ones' rules) a run holds BLAS to one thread.
+# N=256, B=32 (2.2 million): 7.5 ms a trial on one thread, 8.8 ms on two; N=1024, B=64 (68
+# million): 191 ms on one, 105 ms on two.
+BLAS_THREADS_MIN_WORK = 1 << 23
 FASTMATH = "{'reassoc', 'contract'}"  # lets the NaN-check sum vectorise; never nnan/ninf
 
 _ACTIVATIONS = {
@@ -613,6 +618,11 @@ class NumbaBackend:
         self._views = [(q, q.weights.dense) for g in product_groups(program) for q in g.projections]
         self.source_text, self.args = generate(program, batch)
         self.parallel = "parallel=True" in self.source_text
+        dense = sum(q.weights.shape[0] * q.weights.shape[1] for q in program.projections.values()
+                    if not q.weights.is_sparse or q.rule is not None)
+        # prange next to spinning BLAS threads is 30x slower (runtime/threads.py); small products
+        # lose more to waking BLAS threads than they gain
+        self.blas_one_thread = self.parallel or dense * batch < BLAS_THREADS_MIN_WORK
         key = hashlib.sha256(self.source_text.encode()).hexdigest()[:24]  # the code itself (Brian2's key)
         self.key = key
         self.module, self.path = load_module(self.source_text, key, "numba")
@@ -727,7 +737,7 @@ class NumbaBackend:
                 q.weights.dense = view
         arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
                                             trial_end)
-        if self.parallel:  # BLAS threads spinning next to prange cost 20x (runtime/threads.py)
+        if self.blas_one_thread:
             with blas_threads(1):
                 self.kernel(*arguments)
         else:
