@@ -195,7 +195,7 @@ def stack_weights(program: Program, groups: list[ProductGroup]) -> dict[str, np.
     return out
 
 
-def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
+def generate(program: Program, batch: int, groups: list[ProductGroup] | None = None) -> tuple[str, list[tuple[str, str]]]:
     """The kernel's source and its arguments as (argument name, what it is).
 
     Each population update and each rule is its own small ``@njit`` function, called from the
@@ -225,7 +225,7 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
             args.append((f"bias_{i}", f"bias:{p.name}"))
         for c in p.compartments:
             args.append((f"c_{i}_{c}", f"compartment:{p.name}.{c}"))
-    groups = product_groups(program)
+    groups = product_groups(program) if groups is None else groups
     grouped = {q.name: g for g in groups for q in g.projections}
     for q in program.projections.values():
         if q.weights.is_sparse:
@@ -345,7 +345,8 @@ def generate(program: Program, batch: int) -> tuple[str, list[tuple[str, str]]]:
                     rows * batch >= PARALLEL_MIN_SYNAPSE_WORK and _threads() > 1)
                 body(f"# integrate {p.name}{_where(p.span)}")
                 call(f"integrate_{p.ident}",
-                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range", batch),
+                     lambda w_, p=p, par=parallel: _integrate(w_, program, p, "prange" if par else "range", batch,
+                                                                 groups),
                      parallel,
                      fast=True)
             elif op.kind == "learn":
@@ -466,12 +467,12 @@ def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
     body(f"np.dot(M_{g.ident}, {block}, D_{g.ident})")
 
 
-def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, batch: int) -> None:
+def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, batch: int,
+               groups: list[ProductGroup]) -> None:
     i = p.ident
     incoming = program.incoming(p.name)
     body(f"# {p.name}: {p.size} neurons, {p.activation}{_where(p.span)}")
     terms: dict[str | None, list[str]] = {}
-    groups = product_groups(program)
     grouped = {q.name: g for g in groups for q in g.projections}
     for g in groups:
         for key in g.targets:
@@ -495,13 +496,13 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
             body(f"np.dot({q.ident}, r_{source.ident}[{slot}], d_{q.ident})"
                  f"  # {q.name}{where if not q.name.endswith(where) else ''}: dense, delay {q.delay}{_where(q.span)}")
             terms.setdefault(q.compartment, []).append(f"F_{q.ident} * d_{q.ident}[i, b]")
-    groups = _sparse_groups(program, p)
-    for group in groups:  # sparse rows arrive signed: F is applied per synapse
+    rows = _sparse_groups(program, p)
+    for group in rows:  # sparse rows arrive signed: F is applied per synapse
         terms.setdefault(group[0].compartment, []).append(f"s_{group[0].ident}[i, b]")
     body("chk = 0.0")
     body(f"for i in {loop}({p.size}):")
     with body.block():
-        for group in groups:
+        for group in rows:
             if simd.supported(batch, program.dtype):
                 _csr_rows_simd(body, group, batch)
             else:
@@ -524,7 +525,7 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
                 rate = _ACTIVATIONS[p.activation].format(v="xn")
                 body(f"rn = {rate}")
                 body(f"r_{i}[(n + 1) % {p.history}, i, b] = rn")
-                for g in product_groups(program):
+                for g in groups:
                     if p.name in _fused(program, g):
                         q = next(q for (_, s), q in g.cells.items() if s == p.name)
                         col = f"{g.col[p.name]} + " if g.col[p.name] else ""
@@ -611,12 +612,13 @@ class NumbaBackend:
 
     def __init__(self, program: Program, batch: int):
         self.program = program
-        self.groups = stack_weights(program, product_groups(program))
+        groups = product_groups(program)
+        self.groups = stack_weights(program, groups)
         # (projection, its block): a stacked projection whose array was replaced instead of
         # written in place (``stored(name).dense = new``, or another simulator stacking the same
         # Program) is copied back into this kernel's block before each run
-        self._views = [(q, q.weights.dense) for g in product_groups(program) for q in g.projections]
-        self.source_text, self.args = generate(program, batch)
+        self._views = [(q, q.weights.dense) for g in groups for q in g.projections]
+        self.source_text, self.args = generate(program, batch, groups)
         self.parallel = "parallel=True" in self.source_text
         dense = sum(q.weights.shape[0] * q.weights.shape[1] for q in program.projections.values()
                     if not q.weights.is_sparse or q.rule is not None)
