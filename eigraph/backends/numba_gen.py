@@ -11,6 +11,7 @@ are module globals, which Numba folds into the machine code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -121,6 +122,10 @@ class ProductGroup:
     def signed(self) -> bool:
         """Several sources: the product sums them, so the rates are copied in with their signs."""
         return len(self.sources) > 1
+
+    def from_source(self, name: str):
+        """A projection of the group from ``name``: all of them share its sign * gain (when signed)."""
+        return next(q for (_, source), q in self.cells.items() if source == name)
 
 
 def product_groups(program: Program) -> list[ProductGroup]:
@@ -450,20 +455,15 @@ def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
         block = "G"
     for name in g.sources:
         src = program.populations[name]
-        q = next(q for (_, s), q in g.cells.items() if s == name)
         col = f"{g.col[name]} + " if g.col[name] else ""
-        w = body
         if name in fused:
             body("if t == 0:  # G is scratch: the first step of a call copies")
-            w = _Writer()
-            w.indent = body.indent + 1
-        w(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {name}, delay {g.delays[name]}, "
-          "times sign * gain")
-        w(f"for j in range({src.size}):")
-        w("    for b in range(B):")
-        w(f"        {block}[{col}j, b] = F_{q.ident} * src[j, b]")
-        if w is not body:
-            body.lines += w.lines
+        with body.block() if name in fused else contextlib.nullcontext():
+            body(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {name}, delay {g.delays[name]}, "
+                 "times sign * gain")
+            body(f"for j in range({src.size}):")
+            body("    for b in range(B):")
+            body(f"        {block}[{col}j, b] = F_{g.from_source(name).ident} * src[j, b]")
     body(f"np.dot(M_{g.ident}, {block}, D_{g.ident})")
 
 
@@ -478,11 +478,11 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
         for key in g.targets:
             if key[0] != p.name:
                 continue
-            rows = f"D_{g.ident}[{g.row[key]} + i, b]" if g.row[key] else f"D_{g.ident}[i, b]"
+            product = f"D_{g.ident}[{g.row[key]} + i, b]" if g.row[key] else f"D_{g.ident}[i, b]"
             if g.signed:
-                terms.setdefault(key[1], []).append(rows)
+                terms.setdefault(key[1], []).append(product)
             else:
-                terms.setdefault(key[1], []).append(f"F_{g.cells[(key, g.sources[0])].ident} * {rows}")
+                terms.setdefault(key[1], []).append(f"F_{g.cells[(key, g.sources[0])].ident} * {product}")
     for q in incoming:
         source = program.populations[q.source]
         slot = _slot(q.delay, source.history)
@@ -496,13 +496,13 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
             body(f"np.dot({q.ident}, r_{source.ident}[{slot}], d_{q.ident})"
                  f"  # {q.name}{where if not q.name.endswith(where) else ''}: dense, delay {q.delay}{_where(q.span)}")
             terms.setdefault(q.compartment, []).append(f"F_{q.ident} * d_{q.ident}[i, b]")
-    rows = _sparse_groups(program, p)
-    for group in rows:  # sparse rows arrive signed: F is applied per synapse
+    sparse = _sparse_groups(program, p)
+    for group in sparse:  # sparse rows arrive signed: F is applied per synapse
         terms.setdefault(group[0].compartment, []).append(f"s_{group[0].ident}[i, b]")
     body("chk = 0.0")
     body(f"for i in {loop}({p.size}):")
     with body.block():
-        for group in rows:
+        for group in sparse:
             if simd.supported(batch, program.dtype):
                 _csr_rows_simd(body, group, batch)
             else:
@@ -527,9 +527,9 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
                 body(f"r_{i}[(n + 1) % {p.history}, i, b] = rn")
                 for g in groups:
                     if p.name in _fused(program, g):
-                        q = next(q for (_, s), q in g.cells.items() if s == p.name)
                         col = f"{g.col[p.name]} + " if g.col[p.name] else ""
-                        body(f"G_{g.ident}[(n + 1) % 2, {col}i, b] = F_{q.ident} * rn  # for product {g.ident}")
+                        body(f"G_{g.ident}[(n + 1) % 2, {col}i, b] = F_{g.from_source(p.name).ident} * rn"
+                             f"  # for product {g.ident}")
                 body("chk += xn - xn  # 0 unless NaN or infinite (a finite x has a finite rate)")
             else:
                 body("chk += xn - xn")
@@ -662,7 +662,13 @@ class NumbaBackend:
         parsed = self.__dict__.get("_parsed")
         if parsed is None:
             parsed = self._parsed = [what.partition(":")[::2] for _name, what in self.args]
-        empty = self.__dict__.setdefault("_empty", {})  # 0-length placeholders, never written
+        empty = self.__dict__.setdefault("_empty", {})
+
+        def placeholder(key, shape):  # 0-length arrays for what this run does not use; never written
+            if key not in empty:
+                empty[key] = np.zeros(shape(), dtype=program.dtype)
+            return empty[key]
+
         for kind, target in parsed:
             if kind == "steps":
                 out.append(steps)
@@ -686,10 +692,7 @@ class NumbaBackend:
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'target', but no targets were given "
                                      f"for '{target}': pass run(..., targets=...)")
                 else:
-                    if ("target", target) not in empty:
-                        empty["target", target] = np.zeros((0, program.populations[target].size, sim.batch),
-                                                           dtype=program.dtype)
-                    out.append(empty["target", target])
+                    out.append(placeholder(("target", target), lambda t=target: (0, program.populations[t].size, sim.batch)))
             elif kind == "reward":
                 if reward is not None:
                     out.append(reward)
@@ -698,9 +701,7 @@ class NumbaBackend:
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'reward', but no reward was given: "
                                      "pass run(..., reward=...)")
                 else:
-                    if "reward" not in empty:
-                        empty["reward"] = np.zeros((0, sim.batch), dtype=program.dtype)
-                    out.append(empty["reward"])
+                    out.append(placeholder("reward", lambda: (0, sim.batch)))
             elif kind == "input":
                 out.append(inputs[target])
             elif kind == "x":
@@ -722,9 +723,7 @@ class NumbaBackend:
                 if target in records:
                     out.append(records[target])
                 else:
-                    if ("record", target) not in empty:
-                        empty["record", target] = np.zeros((0,) + sim.read(target).shape, dtype=program.dtype)
-                    out.append(empty["record", target])
+                    out.append(placeholder(("record", target), lambda t=target: (0,) + sim.read(t).shape))
         return out, status
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets=None, reward=None,
@@ -739,10 +738,7 @@ class NumbaBackend:
                 q.weights.dense = view
         arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
                                             trial_end)
-        if self.blas_one_thread:
-            with blas_threads(1):
-                self.kernel(*arguments)
-        else:
+        with blas_threads(1) if self.blas_one_thread else contextlib.nullcontext():
             self.kernel(*arguments)
         if status[0] >= 0:
             code = int(status[1])
