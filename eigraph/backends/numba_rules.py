@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from eigraph.compile.codetext import comment_text, ident_part
 from eigraph.compile.program import Program, ProjectionPlan
 from eigraph.compile.rules import BATCH, CONST, POST, PRE, SYN, expression_sides, shape_of, term_factor
 from eigraph.expr import ast as ex
@@ -64,10 +65,10 @@ class RuleEmitter:
 
     # names ---------------------------------------------------------------------------------
     def trace_var(self, name: str) -> str:
-        return f"tr_{self.id}_{name}"
+        return f"tr_{self.id}_{ident_part(name)}"
 
     def temp_var(self, name: str) -> str:
-        return f"tm_{self.id}_{name}"
+        return f"tm_{self.id}_{ident_part(name)}"
 
     def args(self) -> list[tuple[str, str]]:
         out = [(self.trace_var(t), f"trace:{self.q.name}:{t}") for t in self.analysis.trace_shape]
@@ -118,7 +119,7 @@ class RuleEmitter:
         if name == "post.x":
             return f"x_{post.ident}[nxt, i, b]"
         if name.startswith("post."):
-            return f"c_{post.ident}_{name[5:]}[i, b]"
+            return f"c_{post.ident}_{ident_part(name[5:])}[i, b]"
         if name == "w":
             return f"{q.ident}_data[k]" if self.sparse else f"{q.ident}[i, j]"
         if name == "target":
@@ -132,7 +133,7 @@ class RuleEmitter:
         if name == "t":
             return "((n + 1) * DT)"
         if name in self.rule.params:
-            return self.const(f"P_{self.id}_{name}", self.rule.params[name], f"{name} of rule {self.rule.name} on {q.name}")
+            return self.const(f"P_{self.id}_{ident_part(name)}", self.rule.params[name], f"{name} of rule {self.rule.name} on {q.name}")
         if name in self.temps:
             kind = self.side[self.temps[name]]
             if kind == SYN:
@@ -157,8 +158,8 @@ class RuleEmitter:
         pre, post = self.pre_pop, self.post_pop
         i_pre, i_post = pre.ident, post.ident
         slot_pre = {0: f"(n + 1) % {pre.history}", 1: f"n % {pre.history}"}.get(q.delay, f"(n + 1 - {q.delay}) % {pre.history}")
-        body(f"# rule {rule.name} on {q.name} ({'matrix products' if self.analysis.factorised else 'per synapse'}, "
-             f"on {rule.timing})")
+        body(f"# rule {comment_text(rule.name)} on {comment_text(q.name)} "
+             f"({'matrix products' if self.analysis.factorised else 'per synapse'}, on {comment_text(rule.timing)})")
         body(f"pre_{self.id} = r_{i_pre}[{slot_pre}]")
         body(f"post_{self.id} = r_{i_post}[(n + 1) % {post.history}]")
         body(f"apply_{self.id} = {timing_apply}")
@@ -197,18 +198,18 @@ class RuleEmitter:
             var = self.trace_var(s.target)
             index = _index(level)
             if self.analysis.batched[s.target]:
-                body(f"for b in range(B):  # {s.target}' = ...")
+                body(f"for b in range(B):  # {comment_text(s.target)}' = ...")
                 body(f"    {var}[{index}] += DT * {value}")
                 body(f"    tchk += {var}[{index}] - {var}[{index}]")
             else:
                 shared_index = index.replace(", b", "") if level != CONST else "0"
-                body(f"acc = 0.0  # {s.target}' = ... : shared (averaged over the batch)")
+                body(f"acc = 0.0  # {comment_text(s.target)}' = ... : shared (averaged over the batch)")
                 body("for b in range(B):")
                 body(f"    acc += {value}")
                 body(f"{var}[{shared_index}] += DT * (acc / B)")
                 body(f"tchk += {var}[{shared_index}] - {var}[{shared_index}]")
         else:
-            body(f"for b in range(B):  # {s.target} = ...")
+            body(f"for b in range(B):  # {comment_text(s.target)} = ...")
             body(f"    {self.temp_var(s.target)}[{_index(level)}] = {value}")
         body.indent -= len(loops)
 
@@ -376,11 +377,11 @@ class RuleEmitter:
             if s.kind == "ode":
                 var = self.trace_var(s.target)
                 if self.analysis.batched[s.target]:
-                    body(f"for b in range(B):  # {s.target}' = ...")
+                    body(f"for b in range(B):  # {comment_text(s.target)}' = ...")
                     body(f"    {var}[{syn_index}, b] += DT * {value}")
                     body(f"    chk += {var}[{syn_index}, b] - {var}[{syn_index}, b]")
                 else:
-                    body(f"acc = 0.0  # {s.target}' = ... : shared")
+                    body(f"acc = 0.0  # {comment_text(s.target)}' = ... : shared")
                     body("for b in range(B):")
                     body(f"    acc += {value}")
                     body(f"{var}[{syn_index}] += DT * (acc / B)")
@@ -390,7 +391,7 @@ class RuleEmitter:
                 body("    for b in range(B):")
                 body(f"        dsum += {value}")
             else:
-                body(f"for b in range(B):  # {s.target} = ... (this synapse)")
+                body(f"for b in range(B):  # {comment_text(s.target)} = ... (this synapse)")
                 body(f"    {self.temp_var(s.target)}[b] = {value}")
         present = f" and {q.ident}_mask[i, j] != 0" if not self.sparse and q.weights.mask is not None else ""
         body(f"if apply_{self.id}{present}:  # traces run on every entry, weights change where a synapse is")
