@@ -8,10 +8,12 @@ person (source line and caret), JSON for tools, or GitHub Actions annotations fo
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ERROR = "error"
+_YAML_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 WARNING = "warning"
 
 
@@ -103,17 +105,49 @@ def _source_line(span: Span, sources: dict[str, str]) -> str | None:
         except (OSError, UnicodeDecodeError, ValueError):
             return None
         sources[span.file] = text
-    lines = text.splitlines()
+    if span.file.lower().endswith((".yaml", ".yml")):
+        lines = _YAML_BREAKS.split(text)  # the line breaks YAML counts (PyYAML's marks)
+    else:
+        lines = text.split("\n")  # the .ei lexer counts only LF; a CR or U+2028 stays in its line
     if 1 <= span.line <= len(lines):
-        return lines[span.line - 1]
+        return lines[span.line - 1].removesuffix("\r")
     return None
+
+
+SNIPPET_WIDTH = 120  # characters of a long source line shown around the caret
+
+
+def _window(shown: str, column: int, width: int) -> tuple[str, int, int]:
+    """Cut a long line to about SNIPPET_WIDTH characters around the caret, with '...' where text
+    is left out. Returns (text, caret offset, caret width), the caret still under the same text."""
+    start = column - 1
+    if len(shown) <= SNIPPET_WIDTH:
+        return shown, start, width
+    width = min(width, SNIPPET_WIDTH // 2)
+    first = max(0, min(start - SNIPPET_WIDTH // 3, len(shown) - SNIPPET_WIDTH))
+    last = min(len(shown), first + SNIPPET_WIDTH)
+    head = "..." if first > 0 else ""
+    tail = "..." if last < len(shown) else ""
+    start = min(max(start, first), last)
+    width = max(1, min(width, last - start))
+    return head + shown[first:last] + tail, len(head) + start - first, width
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: control characters (and other invisible ones) written as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\u{ord(ch):04x}" if ord(ch) > 0xff
+                   else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def render_one(diagnostic: Diagnostic, sources: dict[str, str], color: bool = False) -> str:
     red, yellow, blue, bold, reset = ("\033[31m", "\033[33m", "\033[34m", "\033[1m", "\033[0m") if color else ("",) * 5
     tint = red if diagnostic.is_error else yellow
     where = f"{diagnostic.span}: " if diagnostic.span else ""
-    out = [f"{bold}{where}{tint}{diagnostic.severity}[{diagnostic.code}]{reset}{bold}: {diagnostic.message}{reset}"]
+    where = printable(where)
+    message = printable(diagnostic.message)
+    out = [f"{bold}{where}{tint}{diagnostic.severity}[{diagnostic.code}]{reset}{bold}: {message}{reset}"]
     span = diagnostic.span
     if span is not None:
         line = _source_line(span, sources)
@@ -124,12 +158,13 @@ def render_one(diagnostic: Diagnostic, sources: dict[str, str], color: bool = Fa
             if span.end_line in (None, span.line) and span.end_column and span.end_column > span.column:
                 width = span.end_column - span.column
             width = max(1, min(width, max(1, len(shown) - span.column + 1)))
+            shown, offset, width = _window(shown, span.column, width)
             out.append(f"{blue}{gutter}{reset}{shown}")
-            out.append(f"{blue}{' ' * (len(gutter) - 2)}| {reset}{' ' * (span.column - 1)}{tint}{'^' * width}{reset}")
+            out.append(f"{blue}{' ' * (len(gutter) - 2)}| {reset}{' ' * offset}{tint}{'^' * width}{reset}")
     for note in diagnostic.notes:
-        out.append(f"  note: {note}")
+        out.append(f"  note: {printable(note)}")
     if diagnostic.hint:
-        out.append(f"  {blue}hint{reset}: {diagnostic.hint}")
+        out.append(f"  {blue}hint{reset}: {printable(diagnostic.hint)}")
     return "\n".join(out)
 
 
@@ -172,6 +207,42 @@ def render_github(diagnostics: list[Diagnostic]) -> str:
         message = d.message + (f" (hint: {d.hint})" if d.hint else "")
         lines.append(f"::{level} {','.join(props)}::{_github_escape(message)}")
     return "\n".join(lines)
+
+
+_CHAR_NAMES = {
+    "\t": "a tab", "\n": "a line feed", "\r": "a carriage return", "\x00": "a NUL character",
+    "\x0b": "a vertical tab", "\x0c": "a form feed", "\x1b": "an escape character", "\x7f": "a DEL character",
+    "\x85": "a next-line character", "\u2028": "a line separator", "\u2029": "a paragraph separator",
+}
+
+
+def invisible_char(text: str) -> tuple[int, str] | None:
+    """(index, description) of the first character of ``text`` that is not printable (control
+    characters, line breaks of any kind, invisible format characters), or None."""
+    if text.isprintable():
+        return None
+    import unicodedata
+
+    for index, ch in enumerate(text):
+        if not ch.isprintable():
+            name = _CHAR_NAMES.get(ch) or unicodedata.name(ch, "").lower() or "a control character"
+            return index, f"U+{ord(ch):04X} ({name})"
+    return None  # pragma: no cover - isprintable() said otherwise
+
+
+def char_span(span: Span | None, value: str, index: int) -> Span | None:
+    """The span of ``value[index]`` inside ``span``, the span of ``value`` as written (bare or in
+    quotes, on one line, without escapes); the whole span where the text was written otherwise."""
+    if span is None or span.end_line not in (None, span.line) or span.end_column is None:
+        return span
+    width = span.end_column - span.column
+    if width == len(value):
+        column = span.column + index
+    elif width == len(value) + 2:
+        column = span.column + 1 + index
+    else:
+        return span
+    return Span(span.file, span.line, column, span.line, column + 1)
 
 
 def suggest(name: str, candidates) -> str:

@@ -11,7 +11,7 @@ import re
 
 import yaml
 
-from eigraph.diagnostics import Diagnostic, Span, error, suggest
+from eigraph.diagnostics import Diagnostic, Span, char_span, error, invisible_char, suggest
 from eigraph.expr import ast as ex
 from eigraph.frontend import ast
 from eigraph.frontend.dsl import parse
@@ -59,9 +59,26 @@ class _YamlReader:
         parts = name.split(".") if dotted else [name]
         if all(_NAME.match(part) for part in parts):
             return True
+        if not self.visible(name, node, what):
+            return False
         self.report("N109", f"'{name}' is not a valid {what} name", node,
                     "names are ASCII letters, digits and '_', starting with a letter or '_'"
                     + ("; areas are written with dots: H1.E" if dotted else ""))
+        return False
+
+    def visible(self, text: str, node, what: str) -> bool:
+        """N113: a name holding a control character, a line break of any kind (U+2028 too) or
+        another invisible character. YAML can spell them all in quoted scalars ("a\\rb")."""
+        found = invisible_char(text)
+        if found is None:
+            return True
+        index, char = found
+        span = self.span(node)
+        raw = self.raw(node)
+        if raw == text or (node.style in ("'", '"') and raw[1:-1] == text):  # written as it reads
+            span = char_span(span, text, index)
+        self.report("N113", f"the {what} name '{text}' holds {char} at character {index + 1}", span,
+                    "names are written on one line with visible characters only: ASCII letters, digits and '_'")
         return False
 
     def expr(self, node, string_like: bool = False) -> ex.Expr | None:
@@ -236,6 +253,8 @@ class _YamlReader:
                             "for example: {celltype: E, size: 80}")
                 continue
             celltype = self.scalar_text(found["celltype"][1], "celltype")
+            if celltype is not None and not self.visible(celltype, found["celltype"][1], "cell type"):
+                celltype = None
             size = self.expr(found["size"][1])
             if celltype is None or size is None:
                 continue
@@ -259,6 +278,10 @@ class _YamlReader:
                 continue
             source = self.scalar_text(found["source"][1], "source")
             target = self.scalar_text(found["target"][1], "target")
+            if source is not None and not self.visible(source, found["source"][1], "source population"):
+                source = None
+            if target is not None and not self.visible(target, found["target"][1], "target population"):
+                target = None
             if "connectivity" in found:
                 connectivity = self.expr(found["connectivity"][1])
             else:

@@ -12,7 +12,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from eigraph.diagnostics import Diagnostic, Span, error, suggest, warning
+from eigraph.diagnostics import Diagnostic, Span, char_span, error, invisible_char, suggest, warning
 from eigraph.expr import ast as ex
 from eigraph.expr.evaluate import EvalError, Value, evaluate
 from eigraph.frontend import ast
@@ -196,7 +196,18 @@ class Resolver:
             self.report("U505", f"{what} must be a file name in double quotes", expr.span,
                         'for example: mask("mask.npy")')
             raise _Skip
+        self._visible_string(expr, what)
         return (self.base / expr.value).resolve()
+
+    def _visible_string(self, expr: ex.String, what: str) -> None:
+        """N114: a string value (a file name, a task argument) holding a control character."""
+        found = invisible_char(expr.value)
+        if found is not None:
+            index, char = found
+            self.report("N114", f"{what} holds {char} at character {index + 1}", char_span(expr.span, expr.value, index),
+                        "write strings on one line with visible characters only: remove the character "
+                        "(or rename the file)")
+            raise _Skip
 
     # declarations ----------------------------------------------------------------------------
     def resolve(self) -> Model:
@@ -684,6 +695,7 @@ class Resolver:
                             f'write it in double quotes: {name}({key} = "...")')
                 raise _Skip
             if isinstance(value, ex.String):
+                self._visible_string(value, f"task argument '{key}'")
                 args[key] = str((self.base / value.value).resolve()) if key == "file" else value.value
             elif isinstance(value, ex.Name) and len(value.parts) == 1:
                 args[key] = value.dotted
@@ -797,6 +809,14 @@ class Resolver:
         name = f"{source}->{target}" + (f".{compartment}" if compartment else "")
         if "name" in settings:
             value = settings["name"].value
+            found = invisible_char(value.value) if isinstance(value, ex.String) else None
+            if found is not None:
+                index, char = found
+                self.report("N113", f"the projection name holds {char} at character {index + 1}",
+                            char_span(value.span, value.value, index),
+                            "names are written on one line with visible characters only: remove it, "
+                            'for example name = "E->E slow"')
+                raise _Skip
             if isinstance(value, ex.String) and value.value.strip():
                 name = value.value
             else:
