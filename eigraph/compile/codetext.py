@@ -65,14 +65,13 @@ def ident_part(name: str) -> str:
     """A fragment of a Python identifier derived from ``name`` (appended to a fixed prefix).
 
     Names of the language are already ``[A-Za-z_][A-Za-z0-9_]*`` and come back unchanged; any
-    other text (only reachable through the Python API) is mangled to its ASCII letters and
-    digits plus a hash of the whole name, so two different names cannot meet in one identifier.
+    other text (only reachable through the Python API) becomes ``Q`` and a hash of it: nothing
+    of the text itself, and two different names do not meet in one identifier.
     """
     name = str(name)
     if _IDENT_PART.match(name) and name.isascii():
         return name
-    kept = re.sub(r"[^A-Za-z0-9]", "", name)[:16]
-    return f"{kept}_Q{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+    return f"Q{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 _ALLOWED_IMPORTS = {"numpy", "numba", "eigraph.backends.simd"}
@@ -86,8 +85,9 @@ def verify_kernel_source(source: str, where: str = "<kernel>") -> None:
     escaped its comment or docstring would show up as some other statement (a call, say), or
     as a syntax error; both are refused here, before the module is written or imported.
     """
+    where = visible(where)
     try:
-        tree = ast.parse(source, filename=where)
+        tree = ast.parse(source, filename="<generated kernel>")
     except (SyntaxError, ValueError) as exc:
         raise GeneratedCodeError(f"generated kernel {where} does not parse: {exc}") from None
     if not source.replace("\n", "").isprintable():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from eigraph.compile.codetext import visible
 from eigraph.compile.connectivity import Weights
 from eigraph.diagnostics import Span
 
@@ -177,4 +178,5 @@ class Program:
                 lines.append(f"  {i:3d}. update    {q.name}: " + ", then ".join(steps))
             else:
                 lines.append(f"  {i:3d}. {op.kind:<9} {op.name}")
-        return "\n".join(lines)
+        # one line per entry whatever a name holds (program.txt of `eigraph compile`)
+        return "\n".join(visible(line) for line in lines)
