@@ -218,13 +218,14 @@ _CHAR_NAMES = {
 
 def invisible_char(text: str) -> tuple[int, str] | None:
     """(index, description) of the first character of ``text`` that is not printable (control
-    characters, line breaks of any kind, invisible format characters), or None."""
+    characters, line breaks of any kind, invisible format characters), or None. A tab is
+    allowed: it is white space on one line, as between the language's tokens."""
     if text.isprintable():
         return None
     import unicodedata
 
     for index, ch in enumerate(text):
-        if not ch.isprintable():
+        if not ch.isprintable() and ch != "\t":
             name = _CHAR_NAMES.get(ch) or unicodedata.name(ch, "").lower() or "a control character"
             return index, f"U+{ord(ch):04X} ({name})"
     return None  # pragma: no cover - isprintable() said otherwise

@@ -77,6 +77,7 @@ HOSTILE = {
     "bidi": f"x\u202e{OPEN}\u2066",
     "surrogate": "x\ud800y",
     "escape_seq": "x\x1b[2J\x1b]0;title\x07",
+    "tab": f"x\t{CALL}",
 }
 
 # the same, as far as a file name can carry them (no '/', no NUL)
@@ -304,7 +305,7 @@ def test_cache_refuses_a_key_that_is_not_the_hash_and_a_source_that_is_not_a_ker
 # validate: names and strings with control characters are refused (N113, N114)
 # ------------------------------------------------------------------------------------------------
 BAD_CHARS = {"cr": "\r", "nul": "\x00", "vt": "\x0b", "ff": "\x0c", "fs": "\x1c", "nel": "\x85",
-             "u2028": "\u2028", "u2029": "\u2029", "tab": "\t", "esc": "\x1b", "bidi": "\u202e"}
+             "u2028": "\u2028", "u2029": "\u2029", "esc": "\x1b", "bidi": "\u202e"}
 
 
 def _findings(path: Path) -> list:
@@ -332,12 +333,23 @@ def test_ei_projection_name_with_a_control_character_is_N113(key, tmp_path, caps
     shown = [ln for ln in lines if ln.lstrip().startswith(f"{d.span.line} |")][0]
     caret = lines[lines.index(shown) + 1]
     assert caret.index("^") == shown.index("|") + 2 + at - 1  # under the bad character
-    assert shown[caret.index("^")] == (" " if key == "tab" else "?")
+    assert shown[caret.index("^")] == "?"
     assert "hint:" in text and all(c.isprintable() or c == "\n" for c in text)
 
 
 _NET = "network: {{name: n, dt: 1 ms}}\n"
 _POPS = "populations:\n  z: {{celltype: E, size: 2}}\n"
+def test_a_tab_in_a_projection_name_is_allowed_and_escaped_in_the_kernel(tmp_path):
+    """A tab is white space on one line (the language allows it between tokens): not N113."""
+    path = tmp_path / "tab.ei"
+    path.write_text(_model_text("read\tout"), encoding="utf-8")
+    program = lower(load_model(path).graph)
+    assert "read\tout" in program.projections
+    source, _ = generate(program, 2)
+    assert "read\\x09out" in source and "\t" not in source
+    verify_kernel_source(source)
+
+
 YAML_PLACES = {  # (model with {v} where the name goes, the line of the finding)
     "network name": ("network: {{name: \"{v}\", dt: 1 ms}}\n" + _POPS, 1),
     "cell type name": (_NET + "celltypes:\n  \"{v}\": {{sign: excitatory}}\n" + _POPS, 3),
