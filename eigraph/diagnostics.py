@@ -133,11 +133,12 @@ def _window(shown: str, column: int, width: int) -> tuple[str, int, int]:
     return head + shown[first:last] + tail, len(head) + start - first, width
 
 
-def printable(text: str) -> str:
-    """Text for a terminal: control characters (and other invisible ones) written as escapes."""
+def printable(text: str, newlines: bool = True) -> str:
+    """Text for a terminal: control characters (and other invisible ones) written as escapes;
+    line feeds kept when ``newlines`` (a hint may show two lines), escaped otherwise."""
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\u{ord(ch):04x}" if ord(ch) > 0xff
+    return "".join(ch if ch.isprintable() or (newlines and ch == "\n") else f"\\u{ord(ch):04x}" if ord(ch) > 0xff
                    else f"\\x{ord(ch):02x}" for ch in text)
 
 
@@ -145,7 +146,7 @@ def render_one(diagnostic: Diagnostic, sources: dict[str, str], color: bool = Fa
     red, yellow, blue, bold, reset = ("\033[31m", "\033[33m", "\033[34m", "\033[1m", "\033[0m") if color else ("",) * 5
     tint = red if diagnostic.is_error else yellow
     where = f"{diagnostic.span}: " if diagnostic.span else ""
-    where = printable(where)
+    where = printable(where, newlines=False)  # a file name can hold any character but / and NUL
     message = printable(diagnostic.message)
     out = [f"{bold}{where}{tint}{diagnostic.severity}[{diagnostic.code}]{reset}{bold}: {message}{reset}"]
     span = diagnostic.span

@@ -442,3 +442,9 @@ def test_json_output_is_unchanged_by_the_cut(tmp_path, capsys):
     assert main(["validate", "--format", "json", str(path)]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["diagnostics"][0]["span"]["column"] == 5020
+
+
+def test_a_file_name_with_line_breaks_is_reported_on_one_line():
+    out = render_one(error("S001", "bad", Span("a\nb\r\u2028.ei", 1, 1), "two\nlines"), {})
+    assert out.splitlines()[0] == "a\\x0ab\\x0d\\u2028.ei:1:1: error[S001]: bad"
+    assert out.endswith("hint: two\nlines")
