@@ -301,7 +301,8 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
             body(f"d_{q.ident} = np.empty(({program.populations[q.target].size}, B), dtype=np.{dtype})"
                  f"  # product of {comment_text(q.name)}")
     for g in groups:
-        body(f"D_{g.ident} = np.empty(({g.shape[0]}, B), dtype=np.{dtype})  # product of {comment_text(_group_name(g))}")
+        body(f"D_{g.ident} = np.empty(({g.shape[0]}, B), dtype=np.{dtype})"
+             f"  # product of {comment_text(_group_name(g))}")
         if g.signed:
             parity = "2, " if _fused(program, g) else ""
             body(f"G_{g.ident} = np.empty(({parity}{g.shape[1]}, B), dtype=np.{dtype})  # signed rates into "
@@ -472,8 +473,8 @@ def _product(body: _Writer, program: Program, g: ProductGroup) -> None:
         if name in fused:
             body("if t == 0:  # G is scratch: the first step of a call copies")
         with body.block() if name in fused else contextlib.nullcontext():
-            body(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {comment_text(name)}, delay {g.delays[name]}, "
-                 "times sign * gain")
+            body(f"src = r_{src.ident}[{_slot(g.delays[name], src.history)}]  # {comment_text(name)}, "
+                 f"delay {g.delays[name]}, times sign * gain")
             body(f"for j in range({src.size}):")
             body("    for b in range(B):")
             body(f"        {block}[{col}j, b] = F_{g.from_source(name).ident} * src[j, b]")
@@ -505,7 +506,8 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
             body(f"# {label}: dense, delay {q.delay}, "
                  f"in product {grouped[q.name].ident}{_where(q.span)}")
         elif q.weights.is_sparse:
-            body(f"src_{q.ident} = r_{source.ident}[{slot}]  # {comment_text(q.name)}: csr, delay {q.delay}{_where(q.span)}")
+            body(f"src_{q.ident} = r_{source.ident}[{slot}]"
+                 f"  # {comment_text(q.name)}: csr, delay {q.delay}{_where(q.span)}")
         else:
             body(f"np.dot({q.ident}, r_{source.ident}[{slot}], d_{q.ident})"
                  f"  # {label}: dense, delay {q.delay}{_where(q.span)}")

@@ -133,7 +133,8 @@ class RuleEmitter:
         if name == "t":
             return "((n + 1) * DT)"
         if name in self.rule.params:
-            return self.const(f"P_{self.id}_{ident_part(name)}", self.rule.params[name], f"{name} of rule {self.rule.name} on {q.name}")
+            return self.const(f"P_{self.id}_{ident_part(name)}", self.rule.params[name],
+                              f"{name} of rule {self.rule.name} on {q.name}")
         if name in self.temps:
             kind = self.side[self.temps[name]]
             if kind == SYN:

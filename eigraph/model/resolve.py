@@ -204,7 +204,8 @@ class Resolver:
         found = invisible_char(expr.value)
         if found is not None:
             index, char = found
-            self.report("N114", f"{what} holds {char} at character {index + 1}", char_span(expr.span, expr.value, index),
+            self.report("N114", f"{what} holds {char} at character {index + 1}",
+                        char_span(expr.span, expr.value, index),
                         "write strings on one line with visible characters only: remove the character "
                         "(or rename the file)")
             raise _Skip
