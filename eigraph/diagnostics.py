@@ -199,13 +199,13 @@ def render_github(diagnostics: list[Diagnostic]) -> str:
         level = "error" if d.is_error else "warning"
         props = []
         if d.span is not None:
-            props += [f"file={_github_escape(d.span.file, True)}", f"line={d.span.line}", f"col={d.span.column}"]
+            props += [f"file={_github_escape(printable(d.span.file, newlines=False), True)}", f"line={d.span.line}", f"col={d.span.column}"]
             if d.span.end_line is not None:
                 props.append(f"endLine={d.span.end_line}")
             if d.span.end_column is not None and d.span.end_line in (None, d.span.line):
                 props.append(f"endColumn={d.span.end_column}")
         props.append(f"title={_github_escape(d.code, True)}")
-        message = d.message + (f" (hint: {d.hint})" if d.hint else "")
+        message = printable(d.message + (f" (hint: {d.hint})" if d.hint else ""))
         lines.append(f"::{level} {','.join(props)}::{_github_escape(message)}")
     return "\n".join(lines)
 

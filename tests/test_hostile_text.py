@@ -448,3 +448,11 @@ def test_a_file_name_with_line_breaks_is_reported_on_one_line():
     out = render_one(error("S001", "bad", Span("a\nb\r\u2028.ei", 1, 1), "two\nlines"), {})
     assert out.splitlines()[0] == "a\\x0ab\\x0d\\u2028.ei:1:1: error[S001]: bad"
     assert out.endswith("hint: two\nlines")
+
+
+def test_github_annotations_carry_no_control_characters():
+    from eigraph.diagnostics import render_github
+
+    out = render_github([error("N113", "the name 'a\x1b[2Jb\u2028' is bad", Span("m\r.ei", 2, 3), "fix\x00")])
+    assert out.count("\n") == 0 and out.isprintable()
+    assert "a\\x1b[2Jb\\u2028" in out and "file=m\\x0d.ei" in out
