@@ -1,7 +1,8 @@
 """The ``eigraph`` command line.
 
 Exit codes: 0 success (warnings allowed unless ``--strict``), 1 the model has errors,
-2 the command itself is wrong (unknown option, a path that does not exist, no model files).
+2 the command itself is wrong (unknown option, an option value out of range, a path that does not exist,
+no model files, an output that cannot be written there: the same for every command).
 """
 
 from __future__ import annotations
