@@ -16,6 +16,7 @@ from eigraph import __version__
 from eigraph.diagnostics import error, render_github, render_json, render_text
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+MAX_BATCH = 1_000_000  # compile --batch: more trials side by side than any machine holds is a typo
 MAX_DPI = 2400  # a PNG is capped in pixels anyway (eigraph.viz); more than this is a typo
 
 
@@ -250,8 +251,9 @@ def cmd_compile(args) -> int:
     from eigraph.compile.lower import CompileError, content_hash, lower
 
     _model_file(args.model, folder_ok=False)
-    if args.batch < 1:
-        raise _Usage(f"--batch must be at least 1, not {args.batch}")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise _Usage(f"--batch must be at least 1, not {args.batch}" if args.batch < 1 else
+                     f"--batch must be at most {MAX_BATCH:,}, not {args.batch:,}")
     out = Path(args.output or Path(args.model).stem + "_compiled")
     if out.exists() and not out.is_dir():
         raise _Usage(f"'{out}' is a file: -o names the folder to write the compiled model into")
@@ -270,7 +272,12 @@ def cmd_compile(args) -> int:
         return EXIT_ERRORS
     from eigraph.runtime.simulator import Simulator
 
-    sim = Simulator(program, backend=args.backend, batch=args.batch)
+    try:
+        sim = Simulator(program, backend=args.backend, batch=args.batch)
+    except MemoryError:
+        print(f"eigraph compile: error: not enough memory for the state of {args.batch:,} trials side by side; "
+              "give a smaller --batch", file=sys.stderr)
+        return EXIT_ERRORS
     written = []
     source = sim.backend.source()
     if source is not None:
