@@ -138,7 +138,7 @@ def yaml_scalar(text: str) -> str:
     risky = (
         not text
         or not _PLAIN.match(text)
-        or text[0] in "[{\"'&*!|>%@`?:,#"
+        or text[0] in "[]{}\"'&*!|>%@`?:,#"
         or text == "-"
         or text.startswith("- ")
         or ": " in text
@@ -162,6 +162,8 @@ def yaml_value(value) -> str:
 
 def to_yaml(doc: ast.Document) -> str:
     """The document as the YAML twin (LANGUAGE.md section 4)."""
+    from eigraph.expr import ast as ex
+
     populations = {p.name for p in doc.populations}
     out: list[str] = []
     for net in doc.network:
@@ -192,7 +194,9 @@ def to_yaml(doc: ast.Document) -> str:
             out.append(f"    connectivity: {yaml_scalar(to_text(p.connectivity))}")
             for s in p.settings:
                 value = to_text(s.value)
-                if s.key == "name" and value.startswith('"'):
+                if s.key == "name" and isinstance(s.value, ex.String):
+                    value = s.value.value  # the text itself: yaml_scalar quotes it when YAML needs that
+                elif s.key == "name" and value.startswith('"'):
                     value = value[1:-1]
                 out.append(f"    {s.key}: {yaml_scalar(value) if s.key == 'name' else yaml_value(s.value)}")
     if doc.rules:
