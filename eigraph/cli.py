@@ -1,7 +1,8 @@
 """The ``eigraph`` command line.
 
 Exit codes: 0 success (warnings allowed unless ``--strict``), 1 the model has errors,
-2 the command itself is wrong (unknown option, a path that does not exist, no model files).
+2 the command itself is wrong (unknown option, an option value out of range, a path that does not exist,
+no model files, an output that cannot be written there: the same for every command).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from eigraph import __version__
 from eigraph.diagnostics import error, render_github, render_json, render_text
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+MAX_BATCH = 1_000_000  # compile --batch: more trials side by side than any machine holds is a typo
+MAX_DPI = 2400  # a PNG is capped in pixels anyway (eigraph.viz); more than this is a typo
 
 
 class _Usage(Exception):
@@ -51,6 +54,45 @@ def _model_file(argument: str, folder_ok: bool = True) -> Path:
     if not folder_ok and path.is_dir():
         raise _Usage(f"'{argument}' is a folder: give one model file")
     return path
+
+
+def _output_file(argument: str, force: bool) -> Path:
+    """An output file of a command: not a folder, in a folder that exists or can be made, and not an
+    existing file unless ``--force``. Every problem is a usage error (exit 2)."""
+    path = Path(argument)
+    if path.is_dir():
+        raise _Usage(f"'{argument}' is a folder: give a file name, for example '{path / 'out'}'")
+    if path.exists() and not force:
+        raise _Usage(f"'{argument}' exists; pass --force to replace it")
+    _writable_folder(path.parent, argument)
+    return path
+
+
+def _writable_folder(folder: Path, argument: str) -> None:
+    """Make ``folder`` (and its parents) and check a file can be written in it."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise _Usage(f"cannot write '{argument}': '{existing}' is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".eigraph-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _Usage(f"cannot write '{argument}': {exc.strerror or exc} ('{folder}'); "
+                     "choose another place with -o") from None
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    """Write an output atomically; a failure (disk full, the folder changed) is a clear error."""
+    from eigraph.fileio import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as exc:
+        raise _Usage(f"cannot write '{path}': {exc.strerror or exc}") from None
 
 
 def _checked_model(argument: str):
@@ -137,13 +179,12 @@ def _read_document(path: str):
 
 
 def cmd_convert(args) -> int:
-    from eigraph.fileio import atomic_write_text
-    from eigraph.frontend.emit import to_ei, to_yaml
+    from eigraph.frontend.emit import relocate, to_ei, to_yaml
     from eigraph.frontend.source import decode_source
     from eigraph.model.graph import signature
     from eigraph.model.load import check_path, check_source
 
-    _model_file(args.model)
+    _model_file(args.model, folder_ok=False)
     target_kind = args.to
     if args.output:
         suffix = Path(args.output).suffix.lower()
@@ -151,20 +192,21 @@ def cmd_convert(args) -> int:
         if suffix not in kinds:
             raise _Usage(f"cannot tell the output form from '{args.output}': name it .ei, .yaml or .yml")
         target_kind = kinds[suffix]
-        if Path(args.output).exists() and not args.force:
-            raise _Usage(f"'{args.output}' exists; pass --force to replace it")
+        _output_file(args.output, args.force)
     if target_kind is None:
         target_kind = "ei" if str(args.model).lower().endswith((".yaml", ".yml")) else "yaml"
     document, problems, sources = _read_document(args.model)
     if document is None or any(d.is_error for d in problems):
         print(render_text(problems, sources, color=_color(sys.stderr)), file=sys.stderr)
         return EXIT_ERRORS
+    # Relative file names (mask("m.npy")) must name the same files from where the output goes.
+    name = str(Path(args.output).resolve() if args.output else Path(args.model).resolve().with_suffix(
+        ".ei" if target_kind == "ei" else ".yaml"))
+    document = relocate(document, Path(args.model).resolve().parent, Path(name).parent)
     text = to_ei(document) if target_kind == "ei" else to_yaml(document)
     # The converted text must describe the same graph: check it before writing anything.
     original, found, _ = check_path(args.model)
     if original is not None and not any(d.is_error for d in found):
-        name = str(Path(args.output).resolve() if args.output else Path(args.model).resolve().with_suffix(
-            ".ei" if target_kind == "ei" else ".yaml"))
         source, _ = decode_source(name, text.encode("utf-8"))
         converted, _ = check_source(source)
         if converted is None or signature(converted.graph) != signature(original.graph):
@@ -172,7 +214,7 @@ def cmd_convert(args) -> int:
                   file=sys.stderr)
             return EXIT_ERRORS
     if args.output:
-        atomic_write_text(args.output, text)
+        _write(Path(args.output), text)
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -180,11 +222,12 @@ def cmd_convert(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from eigraph.fileio import atomic_write_text
     from eigraph.model.graph import to_graphml, to_json
     from eigraph.summary import summarize
 
-    _model_file(args.model)
+    _model_file(args.model, folder_ok=False)
+    if args.output:
+        _output_file(args.output, args.force)  # before the work: a bad -o is a usage error
     checked = _checked_model(args.model)
     if checked is None:
         return EXIT_ERRORS
@@ -193,9 +236,7 @@ def cmd_graph(args) -> int:
         print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
     text = {"json": to_json, "graphml": to_graphml}.get(args.format, lambda g: summarize(model))(model.graph)
     if args.output:
-        if Path(args.output).exists() and not args.force:
-            raise _Usage(f"'{args.output}' exists; pass --force to replace it")
-        atomic_write_text(args.output, text + "\n")
+        _write(_output_file(args.output, args.force), text + "\n")
         print(f"wrote {args.output}")
     else:
         print(text)
@@ -208,23 +249,22 @@ def cmd_compile(args) -> int:
     import numpy as np
 
     from eigraph.compile.lower import CompileError, content_hash, lower
-    from eigraph.fileio import atomic_write_bytes, atomic_write_text
 
-    _model_file(args.model)
+    _model_file(args.model, folder_ok=False)
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise _Usage(f"--batch must be at least 1, not {args.batch}" if args.batch < 1 else
+                     f"--batch must be at most {MAX_BATCH:,}, not {args.batch:,}")
+    out = Path(args.output or Path(args.model).stem + "_compiled")
+    if out.exists() and not out.is_dir():
+        raise _Usage(f"'{out}' is a file: -o names the folder to write the compiled model into")
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists() and not args.force:
+        raise _Usage(f"'{out}' already holds a compiled model; pass --force to replace it")
     checked = _checked_model(args.model)
     if checked is None:
         return EXIT_ERRORS
     model = checked[0]
-    out = Path(args.output or Path(args.model).stem + "_compiled")
-    if out.exists() and not out.is_dir():
-        raise _Usage(f"'{out}' exists and is not a folder")
-    manifest_path = out / "manifest.json"
-    if manifest_path.exists() and not args.force:
-        raise _Usage(f"'{out}' already holds a compiled model; pass --force to replace it")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _Usage(f"cannot create '{out}': {exc.strerror}") from None
+    _writable_folder(out, str(out))
     try:
         program = lower(model.graph)
     except CompileError as exc:
@@ -232,13 +272,18 @@ def cmd_compile(args) -> int:
         return EXIT_ERRORS
     from eigraph.runtime.simulator import Simulator
 
-    sim = Simulator(program, backend=args.backend, batch=args.batch)
+    try:
+        sim = Simulator(program, backend=args.backend, batch=args.batch)
+    except MemoryError:
+        print(f"eigraph compile: error: not enough memory for the state of {args.batch:,} trials side by side; "
+              "give a smaller --batch", file=sys.stderr)
+        return EXIT_ERRORS
     written = []
     source = sim.backend.source()
     if source is not None:
-        atomic_write_text(out / "kernel.py", source)
+        _write(out / "kernel.py", source)
         written.append("kernel.py")
-    atomic_write_text(out / "program.txt", program.describe() + "\n")
+    _write(out / "program.txt", program.describe() + "\n")
     written.append("program.txt")
     import io
 
@@ -256,7 +301,7 @@ def cmd_compile(args) -> int:
             arrays[f"{name}.x0"] = sim.read(f"{name}.x").T.copy()
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    atomic_write_bytes(out / "initial_state.npz", buffer.getvalue())
+    _write(out / "initial_state.npz", buffer.getvalue())
     written.append("initial_state.npz")
     versions = {"eigraph": __version__, "numpy": np.__version__}
     try:
@@ -287,7 +332,7 @@ def cmd_compile(args) -> int:
         "step": [f"{op.kind} {op.name}" for op in program.ops],
         "files": written + ["manifest.json"],
     }
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    _write(manifest_path, json.dumps(manifest, indent=2) + "\n")
     print(f"compiled {args.model} ({args.backend}) into {out}/: " + ", ".join(written + ["manifest.json"]))
     return EXIT_OK
 
@@ -296,12 +341,17 @@ def cmd_viz(args) -> int:
     from eigraph.model.load import check_path
     from eigraph.viz import VizError, check_target, render
 
+    import math
+
     _model_file(args.model, folder_ok=False)
+    if not (math.isfinite(args.dpi) and 1 <= args.dpi <= MAX_DPI):
+        raise _Usage(f"--dpi must be between 1 and {MAX_DPI}, not {args.dpi:g} (the default is 200)")
     output = args.output or Path(args.model).stem + ".svg"
     try:
         check_target(output)
     except VizError as exc:
         raise _Usage(str(exc)) from None
+    _writable_folder(Path(output).parent, output)  # root passes os.access: try a write
     model, found, sources = check_path(args.model)
     if found:
         print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
@@ -315,6 +365,8 @@ def cmd_viz(args) -> int:
                        highlight=args.highlight or (), detail=args.detail, dpi=args.dpi, validation=found)
     except VizError as exc:
         raise _Usage(str(exc)) from None
+    except OSError as exc:
+        raise _Usage(f"cannot write '{output}': {exc.strerror or exc}") from None
     for note in notes:
         print(f"eigraph viz: note: {note}", file=sys.stderr)
     if errors:
@@ -538,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a file that cannot be read or written: the user's to fix, not a bug
+        where = f" '{exc.filename}'" if exc.filename else ""
+        print(f"eigraph {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # a bug of ours: say so plainly, without a traceback
         where = error("X001", f"internal error: {type(exc).__name__}: {exc}", None,
                       "this is a bug in eigraph; please report it with the model file "

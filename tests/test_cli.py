@@ -466,3 +466,224 @@ def test_github_output_escapes_the_file_name(capsys, tmp_path):
     for line in annotations:
         assert GITHUB.match(line), line
         assert line.split(" ", 1)[1].startswith(f"file={escaped},line=")
+
+
+# outputs that cannot be written: every command, one exit code, a clear message ----------------------
+@pytest.fixture
+def immutable(tmp_path):
+    """A folder nobody (root included) can write in: chattr +i where the file system has it, else /proc."""
+    folder = tmp_path / "immutable"
+    folder.mkdir()
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0 if os.name == "posix" \
+        else False
+    if made:
+        try:
+            (folder / "probe").write_text("")
+        except OSError:
+            pass
+        else:  # the flag did not stop the write: use /proc
+            made = False
+            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    try:
+        yield folder if made else Path("/proc/eigraph-no-such-folder")
+    finally:
+        if made:
+            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
+def _outputs(tmp_path, immutable):
+    """(case, the output path) for each way an output can be impossible to write."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    return {"under a file": a_file / "sub", "immutable": immutable / "sub", "under /proc": Path("/proc/eigraph-out")}
+
+
+def _commands(model: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "validate": ["validate", str(model), "--viz", f"{out}.dot"],
+        "convert": ["convert", str(model), "-o", f"{out}.yaml"],
+        "graph": ["graph", str(model), "--format", "json", "-o", f"{out}.json"],
+        "compile": ["compile", str(model), "--backend", "numpy", "-o", str(out)],
+        "viz": ["viz", str(model), "-o", f"{out}.dot"],
+        "run": ["run", str(model), "--backend", "numpy", "--trials", "2", "--batch", "1", "-q", "-o", str(out)],
+    }
+
+
+def _refused(capsys, argv: list[str], *names: str) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    said = out + err
+    assert code == 2, (argv, code, said)
+    assert f"eigraph {argv[0]}: error: " in err, (argv, said)
+    assert "Traceback" not in said and "internal error" not in said and "X001" not in said, (argv, said)
+    assert any(name in err for name in names), (argv, names, err)
+    return err
+
+
+@pytest.mark.parametrize("command", ["validate", "convert", "graph", "compile", "viz", "run"])
+def test_unwritable_outputs_are_usage_errors(command, decision, tmp_path, immutable, capsys):
+    for case, out in _outputs(tmp_path, immutable).items():
+        argv = _commands(decision, out)[command]
+        err = _refused(capsys, argv, str(out.parent) if case != "under a file" else "a_file", str(out))
+        assert "cannot write" in err or "is not a folder" in err or "does not exist" in err, (case, err)
+    leftovers = [p for p in tmp_path.rglob("*") if ".eigraph-write-test" in p.name or p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+@pytest.mark.parametrize("command", ["validate", "convert", "graph", "viz"])
+def test_a_folder_where_an_output_file_belongs(command, decision, tmp_path, capsys):
+    folder = tmp_path / "out"
+    for suffix in (".dot", ".yaml", ".json"):
+        (tmp_path / f"out{suffix}").mkdir()
+    err = _refused(capsys, _commands(decision, folder)[command] + (["--force"] if command in ("convert", "graph")
+                                                                    else []), "is a folder")
+    assert str(folder) in err
+
+
+@pytest.mark.parametrize("command", ["compile", "run"])
+def test_a_file_where_an_output_folder_belongs(command, decision, tmp_path, capsys):
+    target = tmp_path / "out"
+    target.write_text("a file\n")
+    err = _refused(capsys, _commands(decision, target)[command], "is a file", "is not a folder")
+    assert str(target) in err
+    assert target.read_text() == "a file\n"  # untouched
+
+
+@pytest.mark.parametrize("command", ["convert", "graph", "compile", "viz", "run"])
+def test_a_folder_where_the_model_file_belongs(command, tmp_path, capsys):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "m.ei").write_text(DECISION)
+    _refused(capsys, _commands(folder, tmp_path / "out")[command], "is a folder")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["compile", "{model}", "--backend", "numpy", "--batch", "0"], "--batch must be at least 1"),
+    (["compile", "{model}", "--backend", "numpy", "--batch", "-3"], "--batch must be at least 1"),
+    (["viz", "{model}", "--dpi", "0"], "--dpi must be between 1 and"),
+    (["viz", "{model}", "--dpi", "-5"], "--dpi must be between 1 and"),
+    (["viz", "{model}", "--dpi", "1e300"], "--dpi must be between 1 and"),
+    (["viz", "{model}", "--dpi", "nan"], "--dpi must be between 1 and"),
+])
+def test_option_values_out_of_range(argv, says, decision, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, [a.replace("{model}", str(decision)) for a in argv], says)
+    assert not list(tmp_path.glob("*_compiled")) and not list(tmp_path.glob("*.svg"))
+
+
+# convert: file names follow the model -----------------------------------------------------------------
+def _masked(tmp_path) -> Path:
+    import numpy as np
+
+    models = tmp_path / "models"
+    (models / "data").mkdir(parents=True)
+    mask = np.zeros((4, 2), dtype=np.uint8)
+    mask[:, 0] = 1
+    np.save(models / "data" / "in mask.npy", mask)
+    np.save(models / "w.npy", np.full((1, 4), 0.5))
+    path = models / "masked.ei"
+    path.write_text('network m { dt = 1 ms }\npopulation inp : input(2)\npopulation E : E(4)\n'
+                    'population out : readout(1)\ninp -> E : mask("data/in mask.npy"), init = uniform(0.1, 0.2)\n'
+                    'E -> out : weights("w.npy")\n', encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("there", ["elsewhere/deeper", "models/data", "."])
+def test_convert_rewrites_file_names_for_the_output_folder(there, tmp_path, capsys, monkeypatch):
+    from eigraph.model.graph import signature
+    from eigraph.model.load import check_path
+
+    monkeypatch.chdir(tmp_path)
+    model = _masked(tmp_path)
+    original = check_path(model)[0]
+    yaml_out = tmp_path / there / "m.yaml"
+    assert main(["convert", str(model), "-o", str(yaml_out)]) == 0, capsys.readouterr()
+    text = yaml_out.read_text()
+    assert "in mask.npy" in text and "internal error" not in capsys.readouterr().err
+    back = tmp_path / "third" / "m.ei"
+    assert main(["convert", str(yaml_out), "-o", str(back)]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert 'mask("../models/data/in mask.npy")' in back.read_text()
+    assert 'weights("../models/w.npy")' in back.read_text()
+    for path in (yaml_out, back):
+        converted, found, _ = check_path(path)
+        assert converted is not None and not any(d.is_error for d in found), found
+        assert signature(converted.graph) == signature(original.graph)
+        assert main(["graph", str(path), "--format", "json"]) == 0  # the same graph on the command line too
+        graph = json.loads(capsys.readouterr().out)
+        assert main(["graph", str(model), "--format", "json"]) == 0
+        expected = json.loads(capsys.readouterr().out)
+        assert sorted(n["id"] for n in graph["nodes"]) == sorted(n["id"] for n in expected["nodes"])
+        assert sorted(e["key"] for e in graph["edges"]) == sorted(e["key"] for e in expected["edges"])
+
+
+def test_convert_keeps_absolute_file_names(tmp_path, capsys):
+    model = _masked(tmp_path)
+    absolute = (tmp_path / "models" / "w.npy").resolve().as_posix()
+    model.write_text(model.read_text().replace('weights("w.npy")', f'weights("{absolute}")'))
+    out = tmp_path / "x" / "m.yaml"
+    assert main(["convert", str(model), "-o", str(out)]) == 0, capsys.readouterr()
+    assert absolute in out.read_text()
+
+
+# the compile cache ------------------------------------------------------------------------------------
+def test_unwritable_cache_folder_falls_back_to_the_temp_folder(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from eigraph.compile import cache
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("EIGRAPH_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(cache, "_USABLE", {})
+    root = cache.cache_root()
+    assert root == tmp_path / "tmp" / f"eigraph-cache-{os.getuid()}" and root.is_dir()
+    err = capsys.readouterr().err
+    assert "warning: cannot write the compile cache" in err and str(blocker / "cache") in err
+    assert cache.cache_root() == root and capsys.readouterr().err == ""  # once per process
+    module, path = cache.load_module("VALUE = 41 + 1\n", "fallbacktest" + str(os.getpid()), "numpy")
+    assert module.VALUE == 42 and path.parent == root / "numpy"
+
+
+def test_no_writable_cache_folder_is_a_clear_error(tmp_path, monkeypatch):
+    import tempfile
+
+    from eigraph.compile import cache
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("EIGRAPH_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+    monkeypatch.setattr(cache, "_USABLE", {})
+    with pytest.raises(OSError, match="set EIGRAPH_CACHE_DIR to a writable folder"):
+        cache.cache_root()
+
+
+def test_damaged_numba_cache_files_are_removed(tmp_path, capsys):
+    import pickle
+
+    from eigraph.compile.cache import repair_numba_cache
+
+    module = tmp_path / "eigraph_abc.py"
+    module.write_text("")
+    pycache = tmp_path / "__pycache__"
+    pycache.mkdir()
+    index = pycache / "eigraph_abc.run_chunk-10.py311.nbi"
+    data = pycache / "eigraph_abc.run_chunk-10.py311.1.nbc"
+    other = pycache / "eigraph_other.run_chunk-10.py311.nbi"
+    index.write_bytes(pickle.dumps("0.59") + pickle.dumps((1.0, {"sig": "eigraph_abc.run_chunk-10.py311.1.nbc"})))
+    data.write_bytes(pickle.dumps({"code": b"\x00" * 1000}))
+    other.write_bytes(b"garbage\n")
+    assert repair_numba_cache(module) == [] and index.exists() and data.exists()  # sound files are kept
+    assert capsys.readouterr().err == ""
+    data.write_bytes(data.read_bytes()[:100])  # cut short, as by a crash or a full disk
+    assert repair_numba_cache(module) == [data]
+    assert not index.exists() and not data.exists() and other.exists()  # only this module's files
+    err = capsys.readouterr().err
+    assert "damaged" in err and str(pycache) in err and "compiling the kernel again" in err
+    index.write_bytes(b"garbage\n")
+    assert repair_numba_cache(module) == [index] and not index.exists()

@@ -14,6 +14,7 @@ each get their own clear message.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable
@@ -922,3 +923,294 @@ def test_yaml_block_scalar_value(style: str):
     assert_clean(f"{FOLDER}/block.yaml", text)
     _, found = check_source(decode_source(f"{FOLDER}/block.yaml", text.encode())[0])
     assert not [d for d in found if d.is_error], [f"{d.code} {d.span}: {d.message}" for d in found]
+
+
+# the command line: mutated arguments, hostile model and file names -------------------------------------
+# In process (main(argv)), not 7,000 processes. `run` never trains here: Trainer.train is replaced by
+# one that raises _Trained, so a run whose arguments all pass stops where training would begin.
+TINY = """\
+network tiny { dt = 10 ms; seed = 1 }
+population stim : input(3)
+population E : E(6)
+population out : readout(2)
+stim -> E : dense, init = uniform(0, 0.1)
+E -> out : dense, init = constant(0), learn = delta(eta = 1e-2)
+run { task = decision; inputs = stim; targets = out; trials = 4; batch = 2 }
+"""
+TINY_YAML = """\
+network:
+  name: tiny
+  dt: 10 ms
+populations:
+  {stim}:
+    celltype: input
+    size: 3
+  {E}:
+    celltype: E
+    size: 6
+  {out}:
+    celltype: readout
+    size: 2
+projections:
+  - source: {stim}
+    target: {E}
+    connectivity: dense
+    name: {p1}
+  - source: {E}
+    target: {out}
+    connectivity: {conn}
+    learn: delta(eta = 1e-2)
+run:
+  task: decision
+  inputs: {stim}
+  targets: {out}
+"""
+CLI_ARGV_BUDGET = 5600  # argument mutations
+CLI_NAMES_BUDGET = 1500  # models and files with hostile names
+
+
+class _Trained(BaseException):  # not an Exception: main() must not turn it into an internal error
+    pass
+
+
+HOSTILE_TEXT = ['"', '"""', "'", "'''", "\\", "\\n", "\n", "\r", "\t", "\x01", "\x1b[31m", "\x7f", "\u202e",
+                "\u200b", "\ufeff", "é", "名前", "🧠", "\U0010ffff", "$(echo x)", "`x`", "{x}", "%s", "${HOME}",
+                "..", ".", "/", "//", "a/b", "../", "~", "-", "--", "-o", "--force", " ", "", "NUL", "con",
+                "x" * 300, "é" * 200, "a" * 5000, "#", ";", ":", ",", "=", "[", "]", "{", "}", "->", "*", "?"]
+HOSTILE_NUMBERS = ["0", "-1", "-0", "1", "2", "3", "1e3", "1.5", "nan", "inf", "-inf", "1e308", "0x10", "٣",
+                   "99999999999999999999999", "-99999999999999999999", " 1", "1_000", "", "x", "1e-300", "+2"]
+HOSTILE_OPTIONS = ["--trials", "--batch", "--steps", "--seed", "--eval-every", "--checkpoint-every", "--backend",
+                   "--task", "-o", "--output", "--force", "--resume", "--to", "--format", "--no-plots", "-q",
+                   "--dpi", "--layout", "--bogus", "-", "--", "-x", "--help-me", "--summary", "--strict"]
+TASKS = ["decision", "decision(coherences = [0.1])", "decision(coherences = [])", "spirals(arms = 0)",
+         "data(\"nope.npz\")", "data(file = \"../../etc/passwd\")", "nope", "decision(", "decision(x = 1)",
+         "spirals(arms = -1)", "decision(coherences = [nan])", '"""', "decision(coherences = [1e400])"]
+
+
+def _cli_call(argv: list[str], capsys) -> tuple[object, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors, --help
+        code = exc.code
+    except _Trained:
+        code = "trained"
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        code = f"exception {type(exc).__name__}: {str(exc)[:200]}"
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def _cli_wrong(code, said: str) -> list[str]:
+    bad = []
+    if code not in (0, 1, 2, "trained"):
+        bad.append(f"exit code {code!r}")
+    if "Traceback" in said:
+        bad.append("printed a traceback")
+    for marker in ("internal error", "X001", "S999"):
+        if marker in said:
+            bad.append("internal error: " + next(line for line in said.splitlines() if marker in line)[:300])
+            break
+    return bad
+
+
+def _base_argv(rng: random.Random, command: str, model: str, out: str) -> list[str]:
+    if command == "run":
+        return ["run", model, "--backend", "numpy", "--trials", rng.choice(["1", "2"]), "--batch", "1", "-q",
+                "--no-plots", "-o", out, *rng.choice([[], ["--force"], ["--resume"], ["--steps", "5"],
+                                                      ["--task", rng.choice(TASKS)], ["--seed", "3"]])]
+    if command == "compile":
+        return ["compile", model, "--backend", "numpy", "--batch", rng.choice(["1", "4"]), "-o", out,
+                *rng.choice([[], ["--force"]])]
+    if command == "convert":
+        return ["convert", model, *rng.choice([[], ["--to", "ei"], ["--to", "yaml"], ["-o", out + ".yaml"],
+                                               ["-o", out + ".ei", "--force"]])]
+    if command == "graph":
+        return ["graph", model, *rng.choice([[], ["--format", "json"], ["--format", "graphml"],
+                                             ["--format", "json", "-o", out + ".json"]])]
+    if command == "viz":
+        return ["viz", model, "-o", out + ".dot", *rng.choice([[], ["--dpi", "100"], ["--layout", "spring"],
+                                                                ["--highlight", "E"], ["--detail", "areas"]])]
+    return ["validate", model, *rng.choice([[], ["--format", "json"], ["--strict"], ["--summary"],
+                                            ["--viz", out + ".dot"]])]
+
+
+def _mutate_argv(rng: random.Random, argv: list[str], places: dict[str, str]) -> list[str]:
+    argv = list(argv)
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        how = rng.randrange(9)
+        i = rng.randrange(1, len(argv)) if len(argv) > 1 else 0
+        if how == 0 and len(argv) > 1:  # a value replaced by a hostile number
+            argv[i] = rng.choice(HOSTILE_NUMBERS)
+        elif how == 1 and len(argv) > 1:  # by hostile text
+            argv[i] = rng.choice(HOSTILE_TEXT)
+        elif how == 2 and len(argv) > 2:  # an argument dropped
+            del argv[i]
+        elif how == 3:  # an option added, with a value or not
+            extra = [rng.choice(HOSTILE_OPTIONS)]
+            if rng.random() < 0.7:
+                extra.append(rng.choice(HOSTILE_NUMBERS + HOSTILE_TEXT + TASKS))
+            argv[i:i] = extra
+        elif how == 4 and len(argv) > 2:  # two arguments swapped
+            j = rng.randrange(1, len(argv))
+            argv[i], argv[j] = argv[j], argv[i]
+        elif how == 5:  # the model, or an output, is somewhere else
+            argv[i] = rng.choice(list(places.values()))
+        elif how == 6 and len(argv) > 1:  # a value with hostile text inside
+            argv[i] = argv[i][: rng.randrange(len(argv[i]) + 1)] + rng.choice(HOSTILE_TEXT) + argv[i][
+                rng.randrange(len(argv[i]) + 1):]
+        elif how == 7 and len(argv) > 1:  # an argument given twice
+            argv.insert(i, argv[i])
+        else:  # the command itself
+            argv[0] = rng.choice(["run", "compile", "convert", "graph", "viz", "validate", "Run", "", "help"])
+    if argv[0] == "validate":  # validate reads whole folders: not the file system's root or the parent
+        argv = [a for a in argv if a not in WIDE]
+    if argv[0] in ("run", "compile") and "--backend" not in argv:  # no Numba compiles in the fuzz
+        argv[1:1] = ["--backend", "numpy"]
+    if argv[0] == "viz" and "-o" not in argv and "--output" not in argv:  # .dot is fast, .svg is not
+        argv += ["-o", "drawing.dot"]
+    return argv
+
+
+WIDE = {"/", "//", "..", "../", "~", ".", "a/b"}
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    from eigraph.runtime import train
+
+    def train_stub(self, *args, **kwargs):
+        raise _Trained
+
+    monkeypatch.setattr(train.Trainer, "train", train_stub)
+    monkeypatch.delenv("EIGRAPH_DEBUG", raising=False)
+
+
+def _places(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "tiny.ei").write_text(TINY, encoding="utf-8")
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML.format(stim="stim", E="E", out="out", p1="p1", conn="dense"),
+                                        encoding="utf-8")
+    (tmp_path / "a_file").write_text("not a folder\n")
+    (tmp_path / "a_folder.yaml").mkdir(exist_ok=True)
+    (tmp_path / "empty.ei").write_text("")
+    (tmp_path / "binary.ei").write_bytes(bytes(range(256)))
+    results = tmp_path / "old_results"
+    results.mkdir(exist_ok=True)
+    (results / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    return {"ei": "tiny.ei", "yaml": "tiny.yaml", "under a file": "a_file/out", "a file": "a_file",
+            "a folder": "a_folder.yaml", "missing": "missing/model.ei", "empty": "empty.ei", "binary": "binary.ei",
+            "proc": "/proc/eigraph", "root": "/", "old results": "old_results", "dev null": "/dev/null",
+            "fifo-like": "/dev/stdin", "long": "d" * 300 + ".ei", "deep": "/".join(["d"] * 200) + "/x.ei"}
+
+
+def cli_argv_mutants():
+    commands = ["run", "compile", "convert", "graph", "validate", "viz"]
+    weights = [3, 2, 2, 2, 1, 1]
+    for i in range(CLI_ARGV_BUDGET):
+        rng = random.Random(f"cli-argv/{i}")
+        command = rng.choices(commands, weights)[0]
+        model = rng.choice(["tiny.ei", "tiny.ei", "tiny.yaml"])
+        out = f"out{i}"
+        yield i, rng, command, model, out
+
+
+@pytest.mark.parametrize("part", range(4))
+def test_cli_argument_mutations(part: int, tmp_path: Path, capsys, monkeypatch, no_training):
+    monkeypatch.chdir(tmp_path)
+    places = _places(tmp_path)
+    failures, count = [], 0
+    for i, rng, command, model, out in cli_argv_mutants():
+        if i % 4 != part:
+            continue
+        argv = _mutate_argv(rng, _base_argv(rng, command, model, out), places)
+        code, said = _cli_call(argv, capsys)
+        count += 1
+        bad = _cli_wrong(code, said)
+        if bad:
+            failures.append(f"cli-argv/{i}: eigraph {' '.join(map(repr, argv))}: {'; '.join(bad)}")
+    assert count > 1000
+    assert not failures, f"{len(failures)} of {count} argument mutants failed:\n" + "\n".join(failures[:20])
+
+
+def _hostile_name(rng: random.Random) -> str:
+    parts = [rng.choice(HOSTILE_TEXT) for _ in range(rng.randrange(1, 4))]
+    if rng.random() < 0.3:
+        parts.insert(rng.randrange(len(parts) + 1), rng.choice(["E", "stim", "pop", "x1"]))
+    return "".join(parts)
+
+
+def _yaml_key(name: str) -> str:
+    return json.dumps(name)  # a double-quoted YAML scalar: any text, control characters escaped
+
+
+def _file_name(rng: random.Random) -> str:
+    """A model file name: quotes, control characters, unicode, very long, path separators."""
+    name = "".join(rng.choice(HOSTILE_TEXT[:24] + ["m", "model", " ", "-", ".", "/", "a/", "x" * 250])
+                   for _ in range(rng.randrange(1, 5)))
+    name = name.replace("\x00", "")
+    return name + rng.choice([".ei", ".yaml", ".yml", ".EI", "", ".ei.yaml", ".txt"])
+
+
+def cli_name_mutants():
+    for i in range(CLI_NAMES_BUDGET):
+        rng = random.Random(f"cli-names/{i}")
+        kind = rng.choice(["populations", "projections", "file", "output"])
+        yield i, rng, kind
+
+
+def _write_model(tmp_path: Path, relative: str, text: str) -> Path | None:
+    path = tmp_path / "names" / relative
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    except (OSError, ValueError):  # a name the file system refuses (too long, a folder in the way)
+        return None
+    return path
+
+
+@pytest.mark.parametrize("part", range(2))
+def test_cli_hostile_names(part: int, tmp_path: Path, capsys, monkeypatch, no_training):
+    import json as _json  # noqa: F401 - _yaml_key
+
+    monkeypatch.chdir(tmp_path)
+    failures, count, written = [], 0, 0
+    for i, rng, kind in cli_name_mutants():
+        if i % 2 != part:
+            continue
+        names = {"stim": "stim", "E": "E", "out": "out", "p1": "p1", "conn": "dense"}
+        relative, text = f"m{i}.yaml", None
+        if kind == "populations":
+            names[rng.choice(["stim", "E", "out"])] = _hostile_name(rng)
+        elif kind == "projections":
+            names["p1"] = _hostile_name(rng)
+            if rng.random() < 0.4:
+                names["conn"] = f'mask({_hostile_name(rng)!r})'.replace("'", '"')
+        elif kind == "file":
+            relative = f"f{i}/" + _file_name(rng)
+            text = TINY if rng.random() < 0.5 else None
+        if text is None:
+            text = TINY_YAML.format(**{k: (_yaml_key(v) if k != "conn" else _yaml_key(v)) for k, v in names.items()})
+        if kind == "populations" and rng.random() < 0.3:  # the same hostile name in the .ei form
+            text = TINY.replace(" E ", f" {names['E']} ").replace("E(6)", f"{names['E']}(6)")
+            relative = relative.replace(".yaml", ".ei")
+        model = _write_model(tmp_path, relative, text)
+        if model is None:
+            continue
+        written += 1
+        command = rng.choice(["validate", "convert", "graph", "compile", "viz", "run"])
+        out = str(tmp_path / "outs" / f"o{i}") if kind != "output" else str(tmp_path / "outs" / _file_name(rng))
+        argv = _base_argv(rng, command, str(model), out)
+        code, said = _cli_call(argv, capsys)
+        count += 1
+        bad = _cli_wrong(code, said)
+        if bad:
+            failures.append(f"cli-names/{i} ({kind}): eigraph {' '.join(map(repr, argv))}: {'; '.join(bad)}")
+    assert written > 500
+    assert not failures, f"{len(failures)} of {count} name mutants failed:\n" + "\n".join(failures[:20])
+
+
+def test_fuzz_budget_in_all():
+    """At least 10,000 mutations across the fuzz suite: the model mutators and the command line."""
+    models = sum(per_model(m) for m in MUTATORS) * len(CORPUS)
+    assert models + CLI_ARGV_BUDGET + CLI_NAMES_BUDGET >= 10_000, models

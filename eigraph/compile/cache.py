@@ -9,22 +9,97 @@ before it is written and the module runs from that checked text. Numba's own cac
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from eigraph.compile.codetext import GeneratedCodeError, verify_kernel_source
 from eigraph.fileio import atomic_write_text
 
 
-def cache_root() -> Path:
+def configured_root() -> Path:
     """``$EIGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/eigraph``, else ``~/.cache/eigraph``."""
     if os.environ.get("EIGRAPH_CACHE_DIR"):
         return Path(os.environ["EIGRAPH_CACHE_DIR"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "eigraph"
+
+
+_USABLE: dict[Path, Path] = {}  # configured root -> the folder used (itself, or the fallback)
+
+
+def _writable(folder: Path) -> str | None:
+    """None when files can be written in ``folder`` (made if missing), else why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".eigraph-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def cache_root() -> Path:
+    """The cache folder: :func:`configured_root`, or, when that cannot be written (a read-only home,
+    a mistyped ``EIGRAPH_CACHE_DIR``), a folder in the system's temporary folder, with a warning on
+    standard error (once per process). Raises OSError when neither can be written."""
+    wanted = configured_root()
+    if wanted in _USABLE:
+        return _USABLE[wanted]
+    why = _writable(wanted)
+    if why is None:
+        _USABLE[wanted] = wanted
+        return wanted
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    fallback = Path(tempfile.gettempdir()) / f"eigraph-cache-{uid}"
+    why_not = _writable(fallback)
+    if why_not is not None:
+        raise OSError(errno.EACCES, f"cannot write the compile cache '{wanted}' ({why}) nor '{fallback}' "
+                                    f"({why_not}); set EIGRAPH_CACHE_DIR to a writable folder")
+    print(f"eigraph: warning: cannot write the compile cache '{wanted}' ({why}); using '{fallback}' instead "
+          f"(set EIGRAPH_CACHE_DIR to a writable folder to keep compiled kernels between runs)", file=sys.stderr)
+    _USABLE[wanted] = fallback
+    return fallback
+
+
+def _damaged(path: Path) -> bool:
+    """Whether a Numba cache file (``.nbi`` index: two pickles; ``.nbc`` data: one) is cut short or
+    garbled. Reads the pickle opcodes only: nothing in the file is run."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            for _ in range(2 if path.suffix == ".nbi" else 1):
+                for _op in pickletools.genops(handle):
+                    pass
+            return bool(handle.read(1))  # more than the pickles: not a file Numba wrote
+    except OSError:
+        return False  # gone or unreadable: Numba compiles again by itself
+    except Exception:  # noqa: BLE001 - any failure to parse is damage
+        return True
+
+
+def repair_numba_cache(module_path: Path) -> list[Path]:
+    """Remove the Numba cache files of ``module_path`` when any is damaged (a crash while Numba
+    wrote it, a full disk, a copy cut short): Numba then compiles the kernel again and rewrites
+    them. Returns the damaged files (empty when all is well)."""
+    folder = module_path.parent / "__pycache__"
+    if not folder.is_dir():
+        return []
+    mine = [f for f in folder.glob(f"{module_path.stem}.*") if f.suffix in (".nbi", ".nbc")]
+    damaged = [f for f in mine if _damaged(f)]
+    if damaged:
+        for f in mine:
+            with contextlib.suppress(OSError):
+                f.unlink()
+        print(f"eigraph: warning: the compiled-kernel cache in '{folder}' was damaged "
+              f"({', '.join(f.name for f in damaged)}); removed those files; compiling the kernel again", file=sys.stderr)
+    return damaged
 
 
 @contextlib.contextmanager
@@ -67,6 +142,7 @@ def load_module(source: str, key: str, kind: str):
             same = False
         if not same:
             atomic_write_text(path, source)  # rewritten only when different: numba keys its cache on the mtime
+        repair_numba_cache(path)
     name = f"eigraph_kernel_{key}"
     if name in sys.modules:
         return sys.modules[name], path

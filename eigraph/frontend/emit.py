@@ -138,7 +138,7 @@ def yaml_scalar(text: str) -> str:
     risky = (
         not text
         or not _PLAIN.match(text)
-        or text[0] in "[{\"'&*!|>%@`?:,#"
+        or text[0] in "[]{}\"'&*!|>%@`?:,#"
         or text == "-"
         or text.startswith("- ")
         or ": " in text
@@ -162,6 +162,8 @@ def yaml_value(value) -> str:
 
 def to_yaml(doc: ast.Document) -> str:
     """The document as the YAML twin (LANGUAGE.md section 4)."""
+    from eigraph.expr import ast as ex
+
     populations = {p.name for p in doc.populations}
     out: list[str] = []
     for net in doc.network:
@@ -192,7 +194,9 @@ def to_yaml(doc: ast.Document) -> str:
             out.append(f"    connectivity: {yaml_scalar(to_text(p.connectivity))}")
             for s in p.settings:
                 value = to_text(s.value)
-                if s.key == "name" and value.startswith('"'):
+                if s.key == "name" and isinstance(s.value, ex.String):
+                    value = s.value.value  # the text itself: yaml_scalar quotes it when YAML needs that
+                elif s.key == "name" and value.startswith('"'):
                     value = value[1:-1]
                 out.append(f"    {s.key}: {yaml_scalar(value) if s.key == 'name' else yaml_value(s.value)}")
     if doc.rules:
@@ -212,3 +216,68 @@ def to_yaml(doc: ast.Document) -> str:
         out.append("run:" if run.settings else "run: {}")
         out += [f"  {s.key}: {yaml_value(s.value)}" for s in run.settings]
     return "\n".join(out) + "\n"
+
+
+# File references --------------------------------------------------------------------------------
+_FILE_CALLS = ("mask", "weights")  # connectivity that reads a file: its first argument (or file = ...)
+
+
+def _relocate_expr(expr, move):
+    from dataclasses import replace
+
+    from eigraph.expr import ast as ex
+
+    if isinstance(expr, ex.Call):
+        args = tuple(_relocate_expr(a, move) for a in expr.args)
+        if expr.func in _FILE_CALLS and args and isinstance(args[0], ex.String):
+            args = (replace(args[0], value=move(args[0].value)),) + args[1:]
+        kwargs = []
+        for kw in expr.kwargs:
+            value = _relocate_expr(kw.value, move)
+            if kw.name == "file" and isinstance(value, ex.String):
+                value = replace(value, value=move(value.value))
+            kwargs.append(replace(kw, value=value))
+        return replace(expr, args=args, kwargs=tuple(kwargs))
+    if isinstance(expr, ex.BinOp):
+        return replace(expr, left=_relocate_expr(expr.left, move), right=_relocate_expr(expr.right, move))
+    if isinstance(expr, ex.Neg):
+        return replace(expr, operand=_relocate_expr(expr.operand, move))
+    if isinstance(expr, ex.ListExpr):
+        return replace(expr, items=tuple(_relocate_expr(i, move) for i in expr.items))
+    return expr
+
+
+def relocate(doc: ast.Document, source_folder, target_folder) -> ast.Document:
+    """The document with its relative file names (``mask("m.npy")``, ``weights(...)``, a task's
+    ``file = "..."``) rewritten to name the same files from ``target_folder``: a converted model
+    written elsewhere still finds its arrays. Absolute names are kept as written."""
+    import copy
+    import os
+    from pathlib import Path, PurePosixPath
+
+    source_folder, target_folder = Path(source_folder).resolve(), Path(target_folder).resolve()
+    if source_folder == target_folder:
+        return doc
+
+    def move(name: str) -> str:
+        if not name or Path(name).is_absolute() or PurePosixPath(name).is_absolute():
+            return name
+        where = (source_folder / name).resolve()
+        try:
+            return Path(os.path.relpath(where, target_folder)).as_posix()
+        except ValueError:  # another drive (Windows): no relative name exists
+            return where.as_posix()
+
+    out = copy.copy(doc)
+    out.projections = [copy.copy(p) for p in doc.projections]
+    for p in out.projections:
+        p.connectivity = _relocate_expr(p.connectivity, move)
+        p.settings = [copy.copy(s) for s in p.settings]
+        for s in p.settings:
+            s.value = _relocate_expr(s.value, move)
+    out.runs = [copy.copy(r) for r in doc.runs]
+    for r in out.runs:
+        r.settings = [copy.copy(s) for s in r.settings]
+        for s in r.settings:
+            s.value = _relocate_expr(s.value, move)
+    return out

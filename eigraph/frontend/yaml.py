@@ -328,6 +328,28 @@ class _YamlReader:
         self.doc.runs.append(ast.RunDecl(self.settings(self.mapping(node, "run")), span=self.span(node)))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _half_character(root):
+    """The first scalar whose value holds a lone surrogate ("\\ud800" in double quotes): text that
+    cannot be printed or written as UTF-8."""
+    stack = [root] if root is not None else []
+    seen = 0
+    while stack and seen < 2_000_000:
+        node = stack.pop()
+        seen += 1
+        if isinstance(node, yaml.ScalarNode):
+            if _SURROGATE.search(node.value):
+                return node
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += [key, value]
+    return None
+
+
 def _kind(node) -> str:
     return {yaml.ScalarNode: "value", yaml.SequenceNode: "list", yaml.MappingNode: "mapping"}.get(type(node), "node")
 
@@ -337,6 +359,13 @@ def parse_yaml(text: str, file: str) -> tuple[ast.Document | None, list[Diagnost
     reader = _YamlReader(text, file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        half = _half_character(root)
+        if half is not None:
+            return None, [error("F016", "a quoted YAML string has an escape for half a character (a lone UTF-16 "
+                                "surrogate such as \\ud800)", Span(file, half.start_mark.line + 1,
+                                                                     half.start_mark.column + 1),
+                                "write the character itself, or one \\U escape: \\U0001F9E0, not "
+                                "\\ud83e\\udde0")]
         doc = reader.read(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
