@@ -6,6 +6,7 @@ errors, 2 the command itself is wrong (unknown option, a path that does not exis
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -645,7 +646,8 @@ def test_unwritable_cache_folder_falls_back_to_the_temp_folder(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "warning: cannot write the compile cache" in err and str(blocker / "cache") in err
     assert cache.cache_root() == root and capsys.readouterr().err == ""  # once per process
-    module, path = cache.load_module("VALUE = 41 + 1\n", "fallbacktest" + str(os.getpid()), "numpy")
+    source = f'"""A kernel module for the fallback test ({os.getpid()})."""\nVALUE = 41 + 1\n'
+    module, path = cache.load_module(source, hashlib.sha256(source.encode()).hexdigest()[:20], "numpy")
     assert module.VALUE == 42 and path.parent == root / "numpy"
 
 
