@@ -577,8 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PARSER: list[argparse.ArgumentParser] = []  # built once a process: it is most of the time of a quick command
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if not _PARSER:
+        _PARSER.append(build_parser())
+    parser = _PARSER[0]
     args = parser.parse_args(argv)
     try:
         return args.func(args)
