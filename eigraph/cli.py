@@ -226,7 +226,7 @@ def cmd_compile(args) -> int:
     except OSError as exc:
         raise _Usage(f"cannot create '{out}': {exc.strerror}") from None
     try:
-        program = lower(model.graph)
+        program = lower(model.graph, batch=args.batch)
     except CompileError as exc:
         print(f"eigraph compile: error: {exc}", file=sys.stderr)
         return EXIT_ERRORS

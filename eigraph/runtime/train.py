@@ -160,6 +160,11 @@ class Trainer:
                                       role="input")
         self.out_slices = self._slices(config.targets, self.task.n_out, "targets", self.task.output_names)
         self._check_rules()
+        if sim is None:  # the state, weights and a trial's arrays must fit before anything is drawn
+            from eigraph.check.resources import refuse
+
+            trial = getattr(self.task, "trial_steps", None) or config.steps
+            refuse(model.graph, config.batch, trial, config.record or None, what=f"'{model.path}'")
         self.sim = sim if sim is not None else model.compile(backend=config.backend, batch=config.batch,
                                                              seed=config.seed)
         for name in config.record:
