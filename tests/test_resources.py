@@ -281,3 +281,21 @@ def test_every_resource_problem_is_caught_quickly(tmp_path, member):
     assert any(number in d.message for d in hits), [d.message for d in hits]
     assert all(d.span is not None and d.hint for d in hits)
     assert seconds < 10, f"{member} took {seconds:.1f} s: something was allocated or waited on"
+
+
+def test_data_file_state_and_checkpoint_must_be_regular_files(tmp_path):
+    from eigraph.runtime.tasks import TaskError
+    from eigraph.runtime.tasks.data import read_data_file
+    from eigraph.runtime.train import read_checkpoint
+
+    fifo(tmp_path / "pipe.npz")
+    start = time.perf_counter()
+    with pytest.raises(TaskError, match="named pipe"):
+        read_data_file(tmp_path / "pipe.npz")
+    with pytest.raises(TaskError, match="named pipe"):
+        read_checkpoint(tmp_path / "pipe.npz")
+    model, _, _ = check(tmp_path, model_text())
+    sim = model.compile(backend="numpy")
+    with pytest.raises(InputError, match="folder"):
+        sim.load(tmp_path)
+    assert time.perf_counter() - start < 5

@@ -456,6 +456,12 @@ class Simulator:
 
     def load(self, path) -> None:
         """Restore a state written by :meth:`save` for the same model and batch size."""
+        from eigraph.check.resources import FileProblem, regular_file
+
+        try:
+            regular_file(path)  # a FIFO or a device is not opened
+        except FileProblem as exc:
+            raise InputError(f"cannot read the state '{path}': {exc.message}") from None
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data:
                 raise InputError(f"'{path}' is not an eigraph simulator state")

@@ -386,6 +386,12 @@ class Trainer:
 
 def read_checkpoint(path) -> dict:
     """The trainer record of a checkpoint file (and a check that it is one)."""
+    from eigraph.check.resources import FileProblem, regular_file
+
+    try:
+        regular_file(path)  # a FIFO or a device is not opened
+    except FileProblem as exc:
+        raise TaskError(f"cannot read the checkpoint '{path}': {exc.message}") from None
     try:
         with np.load(path, allow_pickle=False) as data:
             if "trainer" not in data or "meta" not in data:

@@ -120,6 +120,12 @@ def read_data_file(path: Path) -> dict:
     name = path.name
     if not path.exists():
         raise TaskError(f"data file '{path}' does not exist")
+    from eigraph.check.resources import FileProblem, regular_file
+
+    try:
+        regular_file(path)  # a FIFO or a device is not opened
+    except FileProblem as exc:
+        raise TaskError(f"cannot read the data file '{name}': {exc.message}") from None
     try:
         handle = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error for the user
