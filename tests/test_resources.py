@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from numpy.lib import format as npformat
 
-import eigraph
 from eigraph.check import resources
 from eigraph.cli import main
 from eigraph.compile.lower import CompileError

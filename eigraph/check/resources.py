@@ -20,7 +20,6 @@ import math
 import os
 import stat
 import zipfile
-from pathlib import Path
 
 from eigraph.diagnostics import Diagnostic, error, warning
 
