@@ -298,3 +298,14 @@ def test_data_file_state_and_checkpoint_must_be_regular_files(tmp_path):
     with pytest.raises(InputError, match="folder"):
         sim.load(tmp_path)
     assert time.perf_counter() - start < 5
+
+
+def test_run_refuses_a_long_trial_of_a_task_with_its_own_length(tmp_path, capsys):
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parent.parent / "models" / "ngc_forecast.ei"
+    start = time.perf_counter()
+    code = main(["run", str(model), "--backend", "numpy", "--steps", "100000000", "-q", "-o", str(tmp_path / "r")])
+    out, err = capsys.readouterr()
+    assert code == 1 and time.perf_counter() - start < 10
+    assert "325 GiB" in err and "100000000 steps a trial" in err and "Traceback" not in out + err

@@ -163,7 +163,7 @@ class Trainer:
         if sim is None:  # the state, weights and a trial's arrays must fit before anything is drawn
             from eigraph.check.resources import refuse
 
-            trial = getattr(self.task, "trial_steps", None) or config.steps
+            trial = getattr(self.task, "trial_steps", None) or getattr(self.task, "length", None) or config.steps
             refuse(model.graph, config.batch, trial, config.record or None, what=f"'{model.path}'")
         self.sim = sim if sim is not None else model.compile(backend=config.backend, batch=config.batch,
                                                              seed=config.seed)
