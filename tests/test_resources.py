@@ -309,3 +309,12 @@ def test_run_refuses_a_long_trial_of_a_task_with_its_own_length(tmp_path, capsys
     out, err = capsys.readouterr()
     assert code == 1 and time.perf_counter() - start < 10
     assert "325 GiB" in err and "100000000 steps a trial" in err and "Traceback" not in out + err
+
+
+def test_spectral_radius_counts_the_dense_recurrent_matrix(tmp_path):
+    text = model_text(50000, "sparse(p = 0.0001)").replace("seed = 1 }", "seed = 1; spectral_radius = 0.9 }")
+    model, found, _ = check(tmp_path, text)
+    assert resources.estimate(model.graph)["weights"] >= 50000**2 * 8
+    assert any(d.code == "W530" and "GiB" in d.message for d in found)
+    with pytest.raises(CompileError, match="18.6 GiB"):
+        model.compile(backend="numpy")

@@ -1,7 +1,8 @@
 """Sizes and resource limits, checked before anything is allocated (docs/runtime.md, "Limits").
 
 - :func:`estimate` adds up the bytes a model needs: weights (dense ``N*M``, sparse ``p*N*M``,
-  ``fixed_in`` ``k*N``, ``one_to_one`` ``N``, with their index arrays), the state (neurons x
+  ``fixed_in`` ``k*N``, ``one_to_one`` ``N``, with their index arrays; with ``spectral_radius``
+  the dense recurrent matrix it is computed on), the state (neurons x
   batch x buffers), the delay ring buffers (delay steps x neurons x batch), learning buffers and
   traces, and the records of a trial (steps x batch x neurons) where the steps are known.
 - :func:`check` (a family of ``eigraph validate``): absurd ``dt`` and delays (U530-U533), a delay
@@ -95,6 +96,9 @@ def estimate(graph, batch: int = 1, steps: int | None = None, record=None) -> di
             rule = graph.graph["rules"].get(edge["learn"].get("rule"), {})
             traces = len(rule.get("traces", ()))
             parts["learning"] += weights + traces * (n_pre + n_post) * batch * itemsize
+    if graph.graph.get("spectral_radius"):  # the recurrent matrix is made dense (float64) to rescale it
+        hidden = sum(n for name, n in sizes.items() if graph.nodes[name]["role"] == "hidden")
+        parts["weights"] += float(hidden) ** 2 * 8
     for name, node in graph.nodes(data=True):
         n = sizes[name]
         buffers = 2 + len(node.get("compartments") or ())  # x (two steps), compartment inputs
