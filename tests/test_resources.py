@@ -318,3 +318,25 @@ def test_spectral_radius_counts_the_dense_recurrent_matrix(tmp_path):
     assert any(d.code == "W530" and "GiB" in d.message for d in found)
     with pytest.raises(CompileError, match="18.6 GiB"):
         model.compile(backend="numpy")
+
+
+def test_data_file_headers_are_checked_and_pickles_are_not_advised(tmp_path):
+    import zipfile
+
+    from eigraph.runtime.tasks import TaskError
+    from eigraph.runtime.tasks.data import read_data_file
+
+    lying_npy(tmp_path / "inputs.npy")
+    np.save(tmp_path / "targets.npy", np.zeros((2, 3, 1)))
+    with zipfile.ZipFile(tmp_path / "lie.npz", "w") as archive:
+        archive.write(tmp_path / "inputs.npy", "inputs.npy")
+        archive.write(tmp_path / "targets.npy", "targets.npy")
+    start = time.perf_counter()
+    with pytest.raises(TaskError) as info:
+        read_data_file(tmp_path / "lie.npz")
+    assert time.perf_counter() - start < 5
+    assert "inputs" in str(info.value) and "74.5 GiB" in str(info.value)
+    np.savez(tmp_path / "objects.npz", inputs=np.array([{"a": 1}], dtype=object), targets=np.zeros((2, 3, 1)))
+    with pytest.raises(TaskError) as info:
+        read_data_file(tmp_path / "objects.npz")
+    assert "not numbers" in str(info.value) and "pickle" not in str(info.value).lower()

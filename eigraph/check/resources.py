@@ -225,7 +225,7 @@ def regular_file(path) -> int:
     return info.st_size
 
 
-def _header(handle, size: int, where: str = "") -> tuple[tuple[int, ...], object]:
+def _header(handle, size: int, where: str = "", numeric: bool = True) -> tuple[tuple[int, ...], object]:
     from numpy.lib import format as npformat
 
     try:
@@ -241,7 +241,7 @@ def _header(handle, size: int, where: str = "") -> tuple[tuple[int, ...], object
         if "pickle" in text.lower() or "object" in text.lower():
             text = "it holds Python objects, not numbers"
         raise FileProblem("F013", f"{where}not a readable .npy array ({text[:150]})") from None
-    if dtype.hasobject or dtype.kind not in "biuf":
+    if dtype.hasobject or (numeric and dtype.kind not in "biuf"):
         raise FileProblem("F013", f"{where}values of type {dtype} are not numbers")
     count = math.prod(int(n) for n in shape)
     need = count * dtype.itemsize
@@ -273,6 +273,30 @@ def npy_header(path, expected: tuple[int, ...] | None = None) -> tuple[tuple[int
     if expected is not None and shape != tuple(expected):
         raise FileProblem("F013", f"it holds an array of shape {shape}, but {tuple(expected)} is needed")
     return shape, dtype
+
+
+def npz_headers(path) -> dict[str, tuple[tuple[int, ...], object]]:
+    """{name: (shape, dtype)} of every array of an ``.npz``, from the headers only (F013 on a bad one)."""
+    regular_file(path)
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.filename.endswith(".npy"):
+                    with archive.open(member) as inner:
+                        out[member.filename[:-4]] = _header(inner, member.file_size, f"array '{member.filename[:-4]}': ",
+                                                            numeric=False)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise FileProblem("F013", f"not a readable .npz archive ({str(exc)[:150]})") from None
+    return out
+
+
+def numpy_reason(exc: BaseException) -> str:
+    """numpy's message for an unreadable file, without its advice to allow pickles."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "pickle" in text.lower():
+        return "it holds Python objects, not numbers"
+    return text[:200]
 
 
 def load_array(path, expected: tuple[int, ...] | None = None):

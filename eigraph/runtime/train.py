@@ -386,7 +386,7 @@ class Trainer:
 
 def read_checkpoint(path) -> dict:
     """The trainer record of a checkpoint file (and a check that it is one)."""
-    from eigraph.check.resources import FileProblem, regular_file
+    from eigraph.check.resources import FileProblem, numpy_reason, regular_file
 
     try:
         regular_file(path)  # a FIFO or a device is not opened
@@ -400,7 +400,7 @@ def read_checkpoint(path) -> dict:
     except TaskError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreadable or truncated
-        raise TaskError(f"cannot read the checkpoint '{path}': {exc}") from None
+        raise TaskError(f"cannot read the checkpoint '{path}': {numpy_reason(exc)}") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise TaskError(f"'{path}' is a checkpoint of another format ({meta.get('format')})")
     return meta
