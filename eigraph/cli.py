@@ -266,7 +266,7 @@ def cmd_compile(args) -> int:
     model = checked[0]
     _writable_folder(out, str(out))
     try:
-        program = lower(model.graph)
+        program = lower(model.graph, batch=args.batch)
     except CompileError as exc:
         print(f"eigraph compile: error: {exc}", file=sys.stderr)
         return EXIT_ERRORS

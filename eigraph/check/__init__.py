@@ -6,10 +6,10 @@ all and applies the network's ``dale = off`` (Dale findings become warnings).
 
 from __future__ import annotations
 
-from eigraph.check import celltypes, dale, numerics, rules, structure
+from eigraph.check import celltypes, dale, numerics, resources, rules, structure
 from eigraph.diagnostics import WARNING, Diagnostic
 
-FAMILIES = (dale, celltypes, structure, numerics, rules)
+FAMILIES = (dale, celltypes, structure, numerics, rules, resources)
 
 
 def run_checks(graph) -> list[Diagnostic]:

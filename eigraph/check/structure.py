@@ -48,6 +48,10 @@ def _projection(graph, source, target, key, edge) -> list[Diagnostic]:
         if conn.get("missing"):
             found.append(error("F010", f"the file '{file}' of {key} does not exist", span,
                                "paths are relative to the model file"))
+        elif conn.get("file_problem"):
+            code, message = conn["file_problem"]
+            found.append(error(code, f"cannot read '{file}' of {key}: {message}", span,
+                               "give a regular .npy file saved with numpy.save (post x pre)"))
         elif conn.get("unreadable"):
             found.append(error("F011", f"cannot read '{file}' of {key}: {conn['unreadable']}", span,
                                "save a 2-D array with numpy.save (post x pre)"))

@@ -163,9 +163,10 @@ def _small_as_dense(w: Weights) -> Weights:
 
 
 def load_matrix(path: str) -> np.ndarray:
-    array = np.load(path, allow_pickle=False)
-    if isinstance(array, np.lib.npyio.NpzFile):
-        with array:
-            (key,) = array.keys()
-            array = array[key]
-    return np.asarray(array)
+    from eigraph.check.resources import FileProblem, load_array
+    from eigraph.compile.lower import CompileError
+
+    try:
+        return load_array(path)  # a regular file whose header is checked before its data is read
+    except FileProblem as exc:  # the file changed since it was checked
+        raise CompileError(f"cannot read '{path}': {exc.message}") from None

@@ -24,7 +24,12 @@ class CompileError(Exception):
     pass
 
 
-def lower(graph: nx.MultiDiGraph) -> Program:
+def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
+    """``batch``: the batch the program will run with, for the memory check made before any weight is drawn
+    (:func:`eigraph.check.resources.refuse`: a CompileError with the estimate when it does not fit)."""
+    from eigraph.check.resources import refuse
+
+    refuse(graph, batch, what=f"'{graph.graph['name']}'")
     seed = graph.graph["seed"]
     dtype = np.dtype(graph.graph["precision"])
     longest = {name: 1 for name in graph.nodes}

@@ -916,7 +916,7 @@ class Resolver:
             elif kind in ("mask", "weights"):
                 path = self._file(bound["file"], f"the file of {kind}(...)")
                 out["file"] = str(path)
-                out.update(_inspect_array(path))
+                out.update(_inspect_array(path, (post.size, pre.size)))
                 if "rows_nonzero_mean" in out:
                     fan_in, fan_out = out["rows_nonzero_mean"], out["cols_nonzero_mean"]
         except _Skip:
@@ -1069,24 +1069,24 @@ def _rule_dim(expr: ex.Expr, dims: dict) -> dict | None:
     return {}
 
 
-def _inspect_array(path: Path) -> dict:
-    """Shape and value facts about a mask/weights file, for the checks (the array is not kept)."""
+def _inspect_array(path: Path, expected: tuple[int, int] | None = None) -> dict:
+    """Shape and value facts about a mask/weights file, for the checks (the array is not kept).
+    The header is read first: a file of another shape than ``expected`` is not loaded."""
     import numpy as np
 
+    from eigraph.check.resources import FileProblem, load_array, npy_header
+
     info: dict = {}
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         info["missing"] = True
         return info
     try:
-        array = np.load(path, allow_pickle=False)
-        if isinstance(array, np.lib.npyio.NpzFile):
-            keys = list(array.keys())
-            array = array[keys[0]] if len(keys) == 1 else None
-            if array is None:
-                info["unreadable"] = "an .npz with more than one array; save one array with numpy.save"
-                return info
-    except (OSError, ValueError, EOFError) as exc:
-        info["unreadable"] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        shape, dtype = npy_header(path)
+        if expected is not None and shape != tuple(expected):
+            return {"shape": shape, "dtype": str(dtype)}
+        array = load_array(path)  # regular files only, the .npy header checked before the data is read
+    except FileProblem as exc:
+        info["file_problem"] = (exc.code, exc.message)
         return info
     info["shape"] = tuple(int(n) for n in array.shape)
     info["dtype"] = str(array.dtype)

@@ -141,11 +141,12 @@ class Model:
 
         ``backend``: ``numba`` (fused CPU kernels) or ``numpy`` (the reference). ``seed``
         overrides the network's seed for the noise stream; the weights always follow the model.
+        A model that does not fit in memory is refused (CompileError) before anything is allocated.
         """
         from eigraph.compile.lower import lower
         from eigraph.runtime.simulator import Simulator
 
-        return Simulator(lower(self.graph), backend=backend, batch=batch, seed=seed)
+        return Simulator(lower(self.graph, batch=batch), backend=backend, batch=batch, seed=seed)
 
     def draw(self, ax=None, **options):
         """Draw the population graph with matplotlib; returns the Figure (see docs/viz.md).

@@ -8,10 +8,12 @@ sees is time x batch x neurons.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from eigraph.check.resources import available_memory, human
 from eigraph.compile.connectivity import Weights, projection_rng
 from eigraph.compile.program import Program
 from eigraph.expr import ast as ex
@@ -267,7 +269,13 @@ class Simulator:
         if every is not None and (int(every) != every or every < 1):
             raise InputError(f"every must be a whole number of steps >= 1, got {every}")
         dtype = program.dtype
-        out = {name: np.empty((steps, self.read(name).shape[0], self.batch), dtype=dtype) for name in record}
+        shapes = {name: (steps, self.read(name).shape[0], self.batch) for name in record}
+        need = sum(math.prod(shape) for shape in shapes.values()) * np.dtype(dtype).itemsize
+        free = available_memory()
+        if free is not None and need > free:
+            raise InputError(f"recording {', '.join(record)} over {steps} steps needs about {human(need)}, but only "
+                             f"{human(free)} of memory is available: run fewer steps at a time, or record less")
+        out = {name: np.empty(shape, dtype=dtype) for name, shape in shapes.items()}
         weights_out: dict[str, list[np.ndarray]] = {name: [] for name in weight_records}
         noisy = [p for p in program.populations.values() if p.noise and p.role != "input"]
         per_step = sum(p.size for p in noisy) * self.batch * np.dtype(dtype).itemsize
@@ -448,6 +456,12 @@ class Simulator:
 
     def load(self, path) -> None:
         """Restore a state written by :meth:`save` for the same model and batch size."""
+        from eigraph.check.resources import FileProblem, regular_file
+
+        try:
+            regular_file(path)  # a FIFO or a device is not opened
+        except FileProblem as exc:
+            raise InputError(f"cannot read the state '{path}': {exc.message}") from None
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data:
                 raise InputError(f"'{path}' is not an eigraph simulator state")

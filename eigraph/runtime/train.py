@@ -160,6 +160,11 @@ class Trainer:
                                       role="input")
         self.out_slices = self._slices(config.targets, self.task.n_out, "targets", self.task.output_names)
         self._check_rules()
+        if sim is None:  # the state, weights and a trial's arrays must fit before anything is drawn
+            from eigraph.check.resources import refuse
+
+            trial = getattr(self.task, "trial_steps", None) or getattr(self.task, "length", None) or config.steps
+            refuse(model.graph, config.batch, trial, config.record or None, what=f"'{model.path}'")
         self.sim = sim if sim is not None else model.compile(backend=config.backend, batch=config.batch,
                                                              seed=config.seed)
         for name in config.record:
@@ -381,6 +386,12 @@ class Trainer:
 
 def read_checkpoint(path) -> dict:
     """The trainer record of a checkpoint file (and a check that it is one)."""
+    from eigraph.check.resources import FileProblem, numpy_reason, regular_file
+
+    try:
+        regular_file(path)  # a FIFO or a device is not opened
+    except FileProblem as exc:
+        raise TaskError(f"cannot read the checkpoint '{path}': {exc.message}") from None
     try:
         with np.load(path, allow_pickle=False) as data:
             if "trainer" not in data or "meta" not in data:
@@ -389,7 +400,7 @@ def read_checkpoint(path) -> dict:
     except TaskError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreadable or truncated
-        raise TaskError(f"cannot read the checkpoint '{path}': {exc}") from None
+        raise TaskError(f"cannot read the checkpoint '{path}': {numpy_reason(exc)}") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise TaskError(f"'{path}' is a checkpoint of another format ({meta.get('format')})")
     return meta

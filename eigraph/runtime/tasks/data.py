@@ -120,10 +120,19 @@ def read_data_file(path: Path) -> dict:
     name = path.name
     if not path.exists():
         raise TaskError(f"data file '{path}' does not exist")
+    from eigraph.check.resources import FileProblem, npz_headers, numpy_reason, regular_file
+
+    try:
+        regular_file(path)  # a FIFO or a device is not opened
+        with open(path, "rb") as probe:
+            if probe.read(2) == b"PK":
+                npz_headers(path)  # no object arrays, no header claiming more data than the file holds
+    except FileProblem as exc:
+        raise TaskError(f"cannot read the data file '{name}': {exc.message}") from None
     try:
         handle = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error for the user
-        raise TaskError(f"cannot read '{name}' as a NumPy .npz file: {exc}") from None
+        raise TaskError(f"cannot read '{name}' as a NumPy .npz file: {numpy_reason(exc)}") from None
     if not isinstance(handle, np.lib.npyio.NpzFile):
         raise TaskError(f"'{name}' is a single array; the data task needs an .npz file with the arrays 'inputs' and "
                         "'targets' (np.savez(file, inputs=..., targets=...))")
@@ -141,7 +150,7 @@ def read_data_file(path: Path) -> dict:
         try:
             arrays = {k: handle[k] for k in keys}
         except Exception as exc:  # noqa: BLE001 - object arrays need pickle, which we refuse
-            raise TaskError(f"cannot read the arrays of '{name}': {exc}") from None
+            raise TaskError(f"cannot read the arrays of '{name}': {numpy_reason(exc)}") from None
     out = {}
     for key in ("inputs", "targets"):
         array = arrays[key]
