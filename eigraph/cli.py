@@ -341,10 +341,7 @@ def cmd_run(args) -> int:
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
-    try:
-        return _run(args, model_path, out, missing)
-    finally:
-        _forget_empty(out, missing)
+    return _run(args, model_path, out, missing)
 
 
 def _take_lock(out: Path):
@@ -451,6 +448,7 @@ def _run(args, model_path: Path, out: Path, missing: list[Path]) -> int:
     try:
         return _train(args, model_path, out, trainer, config, say)
     finally:
+        _forget_empty(out, missing)  # while the lock is held: never another run's folder
         lock.close()
 
 
@@ -459,11 +457,14 @@ def _train(args, model_path, out, trainer, config, say) -> int:
 
     from eigraph.runtime.errors import SimulationError
     from eigraph.runtime.results import (Manifest, chance_warning, clashes, planned_files, record_names,
-                                         write_results, written_here)
+                                         user_files, write_results, written_here)
     from eigraph.runtime.tasks import TaskError
     from eigraph.runtime.train import ProgressBar, blas_threads
 
     checkpoint = out / "checkpoint.npz"
+    if not args.resume and not args.force and user_files(out):  # again, now that the folder is ours
+        raise _Usage(f"'{out}' already holds results; pass --force to replace them, --resume to go on from its "
+                     "checkpoint, or -o to write elsewhere")
     manifest = Manifest(out)
     if args.resume and "checkpoint.npz" not in manifest:
         manifest.add("checkpoint.npz")  # a folder of an older eigraph: its checkpoint checked out as eigraph's
@@ -485,6 +486,8 @@ def _train(args, model_path, out, trainer, config, say) -> int:
     say(f"eigraph run: {model_path.name} on {trainer.task.describe()}")
     say(f"  {total} training trials in batches of {config.batch}, seed {config.seed}, {config.backend} backend; "
         f"results in {out}/")
+    if not trainer.history and config.batch >= 1000:  # minutes of silence otherwise, before the progress bar
+        say("  evaluating the untrained network on the validation trials, then training ...")
     command = "eigraph run " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["run"] else None
     had_checkpoint = checkpoint.exists()
 
