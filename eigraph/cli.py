@@ -346,14 +346,20 @@ def cmd_run(args) -> int:
 
 def _take_lock(out: Path):
     """Hold ``out/.eigraph-lock`` for the run's lifetime (released when the process ends, however)."""
+    import errno
     import fcntl
 
     from eigraph.runtime.results import LOCK
 
-    handle = open(out / LOCK, "a+")
+    try:
+        handle = open(out / LOCK, "a+")
+    except OSError as exc:
+        raise _Usage(f"cannot write to '{out}': {exc.strerror or exc} ({LOCK})") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):  # a file system without locks
+            return handle
         handle.seek(0)
         holder = handle.read().strip()
         handle.close()
@@ -385,12 +391,14 @@ def _forget_empty(out: Path, missing: list[Path]) -> None:
 def _run(args, model_path: Path, out: Path, missing: list[Path]) -> int:
     from eigraph.model.load import check_path
     from eigraph.runtime.errors import InputError
-    from eigraph.runtime.results import user_files
+    from eigraph.runtime.results import LOCK, user_files
     from eigraph.runtime.tasks import TaskError, parse_task
     from eigraph.runtime.train import Trainer, plan_run, read_checkpoint, resumed_config
 
     checkpoint = out / "checkpoint.npz"
     meta = None
+    if (out / LOCK).is_file():  # say so before anything else, if another run is writing here now
+        _take_lock(out).close()
     if args.resume:
         if not checkpoint.exists():
             raise _Usage(f"--resume: '{out}' holds no checkpoint.npz to go on from")
@@ -510,6 +518,11 @@ def _train(args, model_path, out, trainer, config, say) -> int:
             warning = chance_warning(trainer, test)
             files, notes = write_results(out, trainer, test, command=command, plots=not args.no_plots,
                                          warnings=[warning] if warning else [])
+    except OSError as exc:  # the disk filled up, the folder went away, ...
+        print(f"eigraph run: error: cannot write the results in '{out}': {exc.strerror or exc}"
+              + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+              + (f"; the last checkpoint is in {checkpoint}" if checkpoint.exists() else ""), file=sys.stderr)
+        return EXIT_ERRORS
     except SimulationError as exc:
         kept = ""
         if checkpoint.exists() and not had_checkpoint:

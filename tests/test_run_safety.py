@@ -137,7 +137,7 @@ def test_force_refuses_to_replace_a_users_file_of_the_same_name(capsys, model):
 
 
 # ------------------------------------------------------------------------ 3. one run per folder at a time
-def test_a_second_run_into_a_folder_in_use_refuses(model):
+def test_a_second_run_into_a_folder_in_use_refuses(capsys, model):
     name = model()
     Path("busy").mkdir()
     with open(Path("busy", LOCK), "a+") as handle:
@@ -147,6 +147,8 @@ def test_a_second_run_into_a_folder_in_use_refuses(model):
         result = subprocess.run([sys.executable, "-m", "eigraph.cli", "run", name, "-o", "busy", "--backend", "numpy",
                                  "--no-plots", "-q"], capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        code, _, err = run(capsys, name, "-o", "busy", "--force")  # --force never takes a folder in use either
+        assert code == 2 and "another eigraph run (process 4242) is writing to 'busy'" in err
     assert result.returncode == 2, result.stderr
     assert "another eigraph run (process 4242) is writing to 'busy'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -205,3 +207,11 @@ def test_the_compile_step_is_announced(capsys, model):
     assert code == 0, err
     assert "compiling kernels for batch 8 (numpy backend)" in err
     assert err.index("compiling kernels") < err.index("training trials in batches")
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_plain_error(capsys, model):
+    name = model()
+    Path("odd", LOCK).mkdir(parents=True)  # a folder where the lock file goes
+    code, _, err = run(capsys, name, "-o", "odd")
+    assert code == 2 and "cannot write to 'odd'" in err and LOCK in err
+    assert "internal error" not in err
