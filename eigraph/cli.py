@@ -344,8 +344,9 @@ def cmd_run(args) -> int:
     return _run(args, model_path, out, missing)
 
 
-def _take_lock(out: Path):
-    """Hold ``out/.eigraph-lock`` for the run's lifetime (released when the process ends, however)."""
+def _take_lock(out: Path, probe: bool = False):
+    """Hold ``out/.eigraph-lock`` for the run's lifetime (released when the process ends, however);
+    ``probe``: only see whether another run holds it, changing nothing."""
     import errno
     import fcntl
 
@@ -365,6 +366,8 @@ def _take_lock(out: Path):
         handle.close()
         raise _Usage(f"another eigraph run{' (process ' + holder + ')' if holder.isdigit() else ''} is writing to "
                      f"'{out}': wait for it to finish, or write elsewhere with -o") from None
+    if probe:
+        return handle
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -398,7 +401,7 @@ def _run(args, model_path: Path, out: Path, missing: list[Path]) -> int:
     checkpoint = out / "checkpoint.npz"
     meta = None
     if (out / LOCK).is_file():  # say so before anything else, if another run is writing here now
-        _take_lock(out).close()
+        _take_lock(out, probe=True).close()
     if args.resume:
         if not checkpoint.exists():
             raise _Usage(f"--resume: '{out}' holds no checkpoint.npz to go on from")
