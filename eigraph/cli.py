@@ -382,29 +382,86 @@ def cmd_run(args) -> int:
     if "numpy" not in sys.modules:  # one BLAS thread: these small products only lose time to more
         for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(variable, "1")
-    import shlex
-
-    from eigraph.model.load import check_path
-    from eigraph.runtime.errors import InputError, SimulationError
-    from eigraph.runtime.results import RESULT_FILES, record_names, write_results, written_here
-    from eigraph.runtime.tasks import TaskError
-    from eigraph.runtime.train import ProgressBar, Trainer, blas_threads, plan_run, read_checkpoint
-
     model_path = _model_file(args.model, folder_ok=False)
     if args.resume and args.force:
         raise _Usage("--resume goes on from the folder's checkpoint and --force replaces the folder: pick one")
     out = Path(args.output) if args.output else Path("results") / model_path.stem
-    checkpoint = out / "checkpoint.npz"
     if out.exists() and not out.is_dir():
         raise _Usage(f"'{out}' exists and is not a folder")
+    missing = []  # the folders this run creates (removed again if it finishes nothing)
+    folder = out
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return _run(args, model_path, out, missing)
+
+
+def _take_lock(out: Path, probe: bool = False):
+    """Hold ``out/.eigraph-lock`` for the run's lifetime (released when the process ends, however);
+    ``probe``: only see whether another run holds it, changing nothing."""
+    import errno
+    import fcntl
+
+    from eigraph.runtime.results import LOCK
+
+    try:
+        handle = open(out / LOCK, "a+")
+    except OSError as exc:
+        raise _Usage(f"cannot write to '{out}': {exc.strerror or exc} ({LOCK})") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):  # a file system without locks
+            return handle
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise _Usage(f"another eigraph run{' (process ' + holder + ')' if holder.isdigit() else ''} is writing to "
+                     f"'{out}': wait for it to finish, or write elsewhere with -o") from None
+    if probe:
+        return handle
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _forget_empty(out: Path, missing: list[Path]) -> None:
+    """Remove the folders this run created when they hold nothing but eigraph's bookkeeping."""
+    from eigraph.runtime.results import BOOKKEEPING
+
+    for folder in missing:
+        try:
+            if folder == out:
+                if any(p.name not in BOOKKEEPING for p in folder.iterdir()):
+                    return
+                for name in BOOKKEEPING:
+                    (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _run(args, model_path: Path, out: Path, missing: list[Path]) -> int:
+    from eigraph.model.load import check_path
+    from eigraph.runtime.errors import InputError
+    from eigraph.runtime.results import LOCK, user_files
+    from eigraph.runtime.tasks import TaskError, parse_task
+    from eigraph.runtime.train import Trainer, plan_run, read_checkpoint, resumed_config
+
+    checkpoint = out / "checkpoint.npz"
+    meta = None
+    if (out / LOCK).is_file():  # say so before anything else, if another run is writing here now
+        _take_lock(out, probe=True).close()
     if args.resume:
         if not checkpoint.exists():
             raise _Usage(f"--resume: '{out}' holds no checkpoint.npz to go on from")
         try:
-            read_checkpoint(checkpoint)
+            meta = read_checkpoint(checkpoint)
         except TaskError as exc:
             raise _Usage(f"--resume: {exc}") from None
-    elif out.exists() and any(out.iterdir()) and not args.force:
+    elif out.exists() and user_files(out) and not args.force:
         raise _Usage(f"'{out}' already holds results; pass --force to replace them, --resume to go on from its "
                      "checkpoint, or -o to write elsewhere")
     model, found, sources = check_path(model_path)
@@ -414,9 +471,15 @@ def cmd_run(args) -> int:
     if found and not args.quiet:
         print(render_text(found, sources, color=_color(sys.stderr)), file=sys.stderr)
     try:
-        config = plan_run(model, task=args.task, trials=args.trials, batch=args.batch, steps=args.steps,
-                          seed=args.seed, backend=args.backend, eval_every=args.eval_every,
-                          checkpoint_every=args.checkpoint_every)
+        if meta is not None:  # the stored configuration; the options given must agree with it
+            overrides = {"task": parse_task(args.task) if args.task else None, "trials": args.trials,
+                         "batch": args.batch, "steps": args.steps, "seed": args.seed, "backend": args.backend,
+                         "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every}
+            config = resumed_config(meta, overrides)
+        else:
+            config = plan_run(model, task=args.task, trials=args.trials, batch=args.batch, steps=args.steps,
+                              seed=args.seed, backend=args.backend or "numba", eval_every=args.eval_every or 0,
+                              checkpoint_every=args.checkpoint_every or 0)
     except TaskError as exc:
         raise _Usage(str(exc)) from None
     existing = out
@@ -429,6 +492,8 @@ def cmd_run(args) -> int:
     try:
         from eigraph.compile.lower import CompileError
 
+        say(f"eigraph run: compiling kernels for batch {config.batch} ({config.backend} backend) ..."
+            + (" this can take a while for a large batch" if config.batch >= 1000 else ""))
         trainer = Trainer(model, config)  # makes the task and compiles: every check before the folder
     except TaskError as exc:
         raise _Usage(str(exc)) from None
@@ -442,23 +507,55 @@ def cmd_run(args) -> int:
         probe.unlink()
     except OSError as exc:
         raise _Usage(f"cannot write to '{out}': {exc.strerror or exc}") from None
+    lock = _take_lock(out)  # held until this process ends
+    try:
+        return _train(args, model_path, out, trainer, config, say)
+    finally:
+        _forget_empty(out, missing)  # while the lock is held: never another run's folder
+        lock.close()
+
+
+def _train(args, model_path, out, trainer, config, say) -> int:
+    import shlex
+
+    from eigraph.runtime.errors import SimulationError
+    from eigraph.runtime.results import (Manifest, chance_warning, clashes, planned_files, record_names,
+                                         user_files, write_results, written_here)
+    from eigraph.runtime.tasks import TaskError
+    from eigraph.runtime.train import ProgressBar, blas_threads
+
+    checkpoint = out / "checkpoint.npz"
+    if not args.resume and not args.force and user_files(out):  # again, now that the folder is ours
+        raise _Usage(f"'{out}' already holds results; pass --force to replace them, --resume to go on from its "
+                     "checkpoint, or -o to write elsewhere")
+    manifest = Manifest(out)
+    if args.resume and "checkpoint.npz" not in manifest:
+        manifest.add("checkpoint.npz")  # a folder of an older eigraph: its checkpoint checked out as eigraph's
+    theirs = clashes(out, planned_files(trainer, plots=not args.no_plots))
+    if theirs:
+        raise _Usage(f"'{out}' holds {', '.join(repr(n) for n in theirs)}, which eigraph did not write but must write "
+                     "now; eigraph never replaces a file of yours: move or rename it, or write elsewhere with -o")
     if args.force and not args.resume:
         for path in written_here(out):
-            if path.name in RESULT_FILES or path.suffix == ".png":
-                path.unlink()
+            path.unlink()
+            manifest.remove(path.name)
     if args.resume:
         try:
             meta = trainer.load_checkpoint(checkpoint)
         except TaskError as exc:
             raise _Usage(f"--resume: {exc}") from None
-        say(f"resuming {out}/checkpoint.npz at trial {meta['trials_done']}")
+        say(f"resuming {out}/checkpoint.npz at trial {meta['trials_done']} of {config.batches * config.batch}")
     total = config.batches * config.batch
     say(f"eigraph run: {model_path.name} on {trainer.task.describe()}")
     say(f"  {total} training trials in batches of {config.batch}, seed {config.seed}, {config.backend} backend; "
         f"results in {out}/")
+    if not trainer.history and config.batch >= 1000:  # minutes of silence otherwise, before the progress bar
+        say("  evaluating the untrained network on the validation trials, then training ...")
     command = "eigraph run " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["run"] else None
+    had_checkpoint = checkpoint.exists()
 
     def save_checkpoint(t):
+        manifest.add("checkpoint.npz")
         t.save_checkpoint(checkpoint)
 
     progress = None if args.quiet else ProgressBar(trainer)
@@ -473,9 +570,21 @@ def cmd_run(args) -> int:
                 return 130
             short = trainer.task.split("validation").steps < 5  # one-step trials: record many of them
             test = trainer.evaluate("test", record=record_names(trainer), record_trials=100 if short else 0)
-            files, notes = write_results(out, trainer, test, command=command, plots=not args.no_plots)
+            warning = chance_warning(trainer, test)
+            files, notes = write_results(out, trainer, test, command=command, plots=not args.no_plots,
+                                         warnings=[warning] if warning else [])
+    except OSError as exc:  # the disk filled up, the folder went away, ...
+        print(f"eigraph run: error: cannot write the results in '{out}': {exc.strerror or exc}"
+              + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+              + (f"; the last checkpoint is in {checkpoint}" if checkpoint.exists() else ""), file=sys.stderr)
+        return EXIT_ERRORS
     except SimulationError as exc:
-        print(f"eigraph run: error: {exc} (after {trainer.trials_done} training trials)", file=sys.stderr)
+        kept = ""
+        if checkpoint.exists() and not had_checkpoint:
+            kept = f"; the last checkpoint before it is in {checkpoint}"
+        elif not checkpoint.exists() and "checkpoint.npz" in manifest:
+            manifest.remove("checkpoint.npz")
+        print(f"eigraph run: error: {exc} (after {trainer.trials_done} training trials){kept}", file=sys.stderr)
         return EXIT_ERRORS
     except KeyboardInterrupt:
         if phase == "training":
@@ -487,6 +596,8 @@ def cmd_run(args) -> int:
         return 130
     for note in notes:
         say(f"eigraph run: note: {note}")
+    if warning:
+        print(f"eigraph run: warning: {warning}", file=sys.stderr)
     rate = trainer.trials_done / trainer.elapsed if trainer.elapsed > 0 else float("nan")
     print(f"{model_path.name}, {config.task['name']}: test {trainer.task.summary(test.scores)} on {len(test.trials)} "
           f"held-out trials, after {trainer.trials_done} training trials ({trainer.elapsed:.1f} s, {rate:,.0f} trials/s)")
@@ -561,15 +672,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="training trials (default: the run block's trials)")
     p.add_argument("--batch", type=int, help="trials run in parallel (default: the run block's batch)")
     p.add_argument("--steps", type=int, help="steps per trial, for tasks that do not fix it")
-    p.add_argument("--backend", choices=("numpy", "numba"), default="numba")
+    p.add_argument("--backend", choices=("numpy", "numba"), default=None, help="default: numba")
     p.add_argument("--seed", type=int, help="seed of the trials and the noise (default: the run block's, else the "
                                             "network's); the initial weights always follow the model")
     p.add_argument("-o", "--output", metavar="DIR", help="results folder (default: results/MODEL)")
     p.add_argument("--force", action="store_true", help="replace the results already in DIR")
     p.add_argument("--resume", action="store_true", help="go on from DIR/checkpoint.npz")
-    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+    p.add_argument("--eval-every", type=int, default=None, metavar="N",
                    help="evaluate on the validation trials every N training trials (default: 20 times a run)")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="write DIR/checkpoint.npz every N training trials (default: 10 times a run)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print only the result")

@@ -307,7 +307,7 @@ def test_resume_needs_a_checkpoint_of_the_same_run(capsys, small):
     code, _, err = run(capsys, model, "-o", "out", "--backend", "numpy", "--no-plots")
     assert code == 0, err
     code, _, err = run(capsys, model, "-o", "out", "--backend", "numpy", "--no-plots", "--resume", "--seed", "9")
-    assert code == 2 and "other settings: seed 1 (now 9)" in err
+    assert code == 2 and "--seed 9 (the run was started with 1)" in err
     Path("out/checkpoint.npz").write_bytes(b"garbage")
     code, _, err = run(capsys, model, "-o", "out", "--resume")
     assert code == 2 and "cannot read the checkpoint" in err

@@ -14,7 +14,10 @@
   ``weights.png``, and the task's own figure (``psychometric.png``, ``confusion.png``,
   ``forecast.png``, ...).
 
-Every file is written atomically (a reader never sees half a file).
+Every file is written atomically (a reader never sees half a file). The folder's
+``.eigraph-files.json`` lists the files eigraph wrote there: ``--force`` replaces only those, and
+a file of the user's with the name of one eigraph writes is never replaced. ``.eigraph-lock`` is
+held (``flock``) while a run writes to the folder, so a second run into it refuses to start.
 """
 
 from __future__ import annotations
@@ -30,13 +33,96 @@ import numpy as np
 from eigraph.fileio import atomic_write_bytes, atomic_write_text
 
 RESULT_FILES = ("metrics.json", "history.csv", "weights.npz", "records.npz", "model.ei", "checkpoint.npz")
+MANIFEST = ".eigraph-files.json"
+LOCK = ".eigraph-lock"
+BOOKKEEPING = (MANIFEST, LOCK)
 MAX_WEIGHT_PANELS = 16
 
 
+class Manifest:
+    """The files eigraph wrote in a results folder (``.eigraph-files.json``, written atomically)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / MANIFEST
+        self.names: list[str] = []
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and isinstance(data.get("files"), list):
+                self.names = [n for n in data["files"] if isinstance(n, str) and "/" not in n and n not in BOOKKEEPING]
+        except (OSError, ValueError):
+            pass  # none yet (or unreadable): eigraph wrote nothing it knows of here
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def add(self, *names: str) -> None:
+        new = [n for n in names if n not in self.names]
+        if new:
+            self.names += new
+            self._write()
+
+    def remove(self, name: str) -> None:
+        if name in self.names:
+            self.names.remove(name)
+            self._write()
+
+    def _write(self) -> None:
+        atomic_write_text(self.path, json.dumps({"written_by": "eigraph run", "files": self.names}, indent=1) + "\n")
+
+
+def user_files(folder: Path) -> list[Path]:
+    """What is in a results folder besides eigraph's own bookkeeping."""
+    return sorted(p for p in Path(folder).iterdir() if p.name not in BOOKKEEPING)
+
+
 def written_here(folder: Path) -> list[Path]:
-    """The files of a results folder that ``eigraph run`` writes (replaced by ``--force``)."""
-    found = [folder / name for name in RESULT_FILES if (folder / name).exists()]
-    return found + sorted(folder.glob("*.png"))
+    """The files of a results folder that ``eigraph run`` wrote (replaced by ``--force``)."""
+    manifest = Manifest(folder)
+    return [folder / name for name in manifest.names if (folder / name).is_file()]
+
+
+def planned_files(trainer, plots: bool = True) -> list[str]:
+    """The names of the files a run writes in its folder."""
+    names = list(RESULT_FILES)
+    if plots:
+        names += ["learning_curve.png", "weights.png"]
+        names += [f"activity_{_file_part(n)}.png" for n in record_names(trainer)]
+        names.append(f"{trainer.task.figure_name or trainer.task.name}.png")
+    return names
+
+
+def clashes(folder: Path, names: list[str]) -> list[str]:
+    """The files of ``names`` that are in ``folder`` but that eigraph did not write there."""
+    manifest = Manifest(folder)
+    return [n for n in names if (Path(folder) / n).exists() and n not in manifest]
+
+
+def chance_warning(trainer, test) -> str | None:
+    """A warning when the test metric is at chance while the weights grew by orders of magnitude
+    (a learning rate far too large): the run 'succeeded' but learned nothing."""
+    task = trainer.task
+    metric = task.metric
+    score = test.scores.get(metric)
+    if score is None or not np.isfinite(score):
+        return None
+    if task.unit == "%" and task.higher_is_better and task.n_out >= 2:
+        chance = 100.0 / task.n_out
+        at_chance = score <= chance + 0.1 * (100.0 - chance)
+        level = f"{score:.4g}{task.unit}, chance is {chance:.3g}{task.unit}"
+    elif "beats_baseline" in test.scores:
+        at_chance = not test.scores["beats_baseline"]
+        level = f"{metric} {score:.4g}, no better than the copy-last-value baseline"
+    else:
+        return None
+    start = getattr(trainer, "initial_weight_scale", None)
+    now = max((float(np.abs(w).max()) for w in trainer.sim.weights.values() if np.size(w)), default=0.0)
+    if not at_chance or start is None or not np.isfinite(now):
+        return None
+    if now < 100.0 * max(start, 1e-2):
+        return None
+    return (f"the test score is at chance ({level}) while the largest weight grew from {start:.3g} to {now:.3g}: "
+            "the learning rate is probably far too large; lower the rules' eta (e.g. by 10x) and run again")
 
 
 def record_names(trainer) -> list[str]:
@@ -56,7 +142,7 @@ def _json_default(value):
     return str(value)
 
 
-def metrics(trainer, test, command: str | None = None) -> dict:
+def metrics(trainer, test, command: str | None = None, warnings=()) -> dict:
     from eigraph import __version__
 
     task, config, model = trainer.task, trainer.config, trainer.model
@@ -94,15 +180,20 @@ def metrics(trainer, test, command: str | None = None) -> dict:
         out["meets_criterion"] = bool(headline[task.metric] >= task.criterion)
     if command:
         out["command"] = command
+    if warnings:
+        out["warnings"] = list(warnings)
     return out
 
 
 def write_results(folder: Path, trainer, test, command: str | None = None, plots: bool = True,
-                  records: dict | None = None) -> tuple[list[str], list[str]]:
-    """Write everything but the checkpoint; returns (files written, notes for the user)."""
+                  records: dict | None = None, warnings=()) -> tuple[list[str], list[str]]:
+    """Write everything but the checkpoint; returns (files written, notes for the user). Each
+    file goes into the folder's manifest before it is written."""
     folder = Path(folder)
     written, notes = [], []
-    data = metrics(trainer, test, command)
+    data = metrics(trainer, test, command, warnings)
+    manifest = Manifest(folder)
+    manifest.add("metrics.json", "history.csv", "weights.npz", "records.npz", "model.ei")
     atomic_write_text(folder / "metrics.json", json.dumps(data, indent=2, default=_json_default) + "\n")
     written.append("metrics.json")
     atomic_write_text(folder / "history.csv", history_csv(trainer))
@@ -166,7 +257,10 @@ def write_plots(folder: Path, trainer, test, arrays: dict, data: dict) -> list[s
 
     written = []
 
+    manifest = Manifest(folder)
+
     def save(fig, name):
+        manifest.add(name)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110)
         plt.close(fig)

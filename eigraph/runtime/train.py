@@ -177,6 +177,8 @@ class Trainer:
         self.elapsed = 0.0  # seconds of training and evaluation, over every session of this run
         self.pending: list[float] = []  # training-batch scores since the last evaluation
         self.interrupted = False
+        self.initial_weight_scale = max((float(np.abs(w).max()) for w in self.sim.weights.values() if np.size(w)),
+                                        default=0.0)
 
     # set-up ------------------------------------------------------------------------------------
     def _slices(self, names: list[str], width: int, key: str, channels: list[str], role: str | None = None):
@@ -345,7 +347,8 @@ class Trainer:
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
         meta = {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "batches_done": self.batches_done,
                 "trials_done": self.trials_done, "history": self.history, "elapsed": self.elapsed,
-                "pending": self.pending, "model_hash": self.sim.program.content_hash}
+                "pending": self.pending, "model_hash": self.sim.program.content_hash,
+                "initial_weight_scale": self.initial_weight_scale}
         arrays = dict(self.sim.state_arrays())
         arrays["trainer"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         return arrays
@@ -381,29 +384,82 @@ class Trainer:
         self.history = list(meta["history"])
         self.elapsed = float(meta["elapsed"])
         self.pending = list(meta.get("pending", []))
+        if meta.get("initial_weight_scale") is not None:
+            self.initial_weight_scale = float(meta["initial_weight_scale"])
         return meta
 
 
 def read_checkpoint(path) -> dict:
     """The trainer record of a checkpoint file (and a check that it is one)."""
-    from eigraph.check.resources import FileProblem, numpy_reason, regular_file
+    import zipfile
+
+    from eigraph.check.resources import FileProblem, regular_file
 
     try:
         regular_file(path)  # a FIFO or a device is not opened
     except FileProblem as exc:
         raise TaskError(f"cannot read the checkpoint '{path}': {exc.message}") from None
+    damaged = (f"cannot read the checkpoint '{path}': it is not an eigraph run checkpoint (a damaged file, or "
+               "another kind of file under its name); start the run again in a new folder, or with --force")
     try:
+        if not zipfile.is_zipfile(path):  # a .npy, a pickle, a text file, a truncated write ...
+            raise TaskError(damaged)
         with np.load(path, allow_pickle=False) as data:
             if "trainer" not in data or "meta" not in data:
-                raise TaskError(f"'{path}' is not an eigraph run checkpoint")
+                raise TaskError(f"'{path}' is not an eigraph run checkpoint (it holds no trainer record)")
             meta = json.loads(bytes(data["trainer"]).decode())
     except TaskError:
         raise
-    except Exception as exc:  # noqa: BLE001 - unreadable or truncated
-        raise TaskError(f"cannot read the checkpoint '{path}': {numpy_reason(exc)}") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise TaskError(f"'{path}' is a checkpoint of another format ({meta.get('format')})")
+    except Exception:  # noqa: BLE001 - unreadable, truncated, or arrays of objects: never numpy's advice
+        raise TaskError(damaged) from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise TaskError(f"'{path}' is a checkpoint of another format "
+                        f"({meta.get('format') if isinstance(meta, dict) else 'unknown'})")
+    try:
+        RunConfig(**meta["config"])
+        int(meta["batches_done"]), list(meta["history"]), float(meta["elapsed"])
+    except Exception:  # noqa: BLE001
+        raise TaskError(damaged) from None
     return meta
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, dict):
+        return str(value.get("text") or value.get("name"))
+    return str(value)
+
+
+OVERRIDABLE = ("task", "trials", "batch", "steps", "seed", "backend", "eval_every", "checkpoint_every")
+
+
+def resumed_config(meta: dict, overrides: dict) -> RunConfig:
+    """The run configuration stored in a checkpoint, with the command line's ``overrides`` (the
+    options given: None for those left out). An override that differs from the stored value is
+    refused (:class:`TaskError` naming both), except ``trials``, which may grow."""
+    saved = RunConfig(**meta["config"])
+    conflicts = []
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        stored = getattr(saved, key)
+        if key == "task":
+            same = [{k: t.get(k) for k in ("name", "args")} for t in (value, stored)]
+            if _jsonable(same[0]) == _jsonable(same[1]):
+                continue
+        elif _jsonable(value) == _jsonable(stored):
+            continue
+        if key == "trials" and value > stored:
+            saved.trials = int(value)
+            continue
+        option = "--" + key.replace("_", "-")
+        conflicts.append(f"{option} {_shown(value)} (the run was started with {_shown(stored)})")
+    if conflicts:
+        raise TaskError("--resume goes on with the settings the run was started with, but " + "; ".join(conflicts)
+                        + ": leave these options out to go on as started (--trials may only grow), or start a "
+                        "new run with -o ANOTHER_DIR (or --force)")
+    return saved
 
 
 class ProgressBar:
