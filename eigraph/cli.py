@@ -8,6 +8,7 @@ no model files, an output that cannot be written there: the same for every comma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -75,6 +76,11 @@ def _writable_folder(folder: Path, argument: str) -> None:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise _Usage(f"cannot write '{argument}': '{existing}' is a file, not a folder")
+    made = []  # the folders this check makes, removed again: a command that fails later leaves none
+    part = folder
+    while not part.exists() and part != part.parent:
+        made.append(part)
+        part = part.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".eigraph-write-test-{os.getpid()}"
@@ -83,6 +89,10 @@ def _writable_folder(folder: Path, argument: str) -> None:
     except OSError as exc:
         raise _Usage(f"cannot write '{argument}': {exc.strerror or exc} ('{folder}'); "
                      "choose another place with -o") from None
+    finally:
+        for empty in made:  # deepest first
+            with contextlib.suppress(OSError):
+                empty.rmdir()
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -90,6 +100,7 @@ def _write(path: Path, data: str | bytes) -> None:
     from eigraph.fileio import atomic_write_bytes
 
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as exc:
         raise _Usage(f"cannot write '{path}': {exc.strerror or exc}") from None
@@ -159,6 +170,7 @@ def _validate_viz(target: str, files: list[Path], diagnostics) -> bool:
     from eigraph.viz import VizError, draw_with_findings
 
     try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
         for message in draw_with_findings(files, diagnostics, target):
             print(message, file=sys.stderr if message.startswith("cannot") else sys.stdout)
     except VizError as exc:
@@ -361,6 +373,7 @@ def cmd_viz(args) -> int:
               f"fix the errors above (eigraph validate {args.model} lists them) and run viz again", file=sys.stderr)
         return EXIT_ERRORS
     try:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
         notes = render(model, output, diagnostics=errors, layout=args.layout, labels=not args.no_labels,
                        highlight=args.highlight or (), detail=args.detail, dpi=args.dpi, validation=found)
     except VizError as exc:

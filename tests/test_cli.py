@@ -689,3 +689,24 @@ def test_damaged_numba_cache_files_are_removed(tmp_path, capsys):
     assert "damaged" in err and str(pycache) in err and "compiling the kernel again" in err
     index.write_bytes(b"garbage\n")
     assert repair_numba_cache(module) == [index] and not index.exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "graph", "compile"])
+def test_a_command_that_fails_leaves_no_folder_it_made(command, tmp_path):
+    """The output's folders are checked for writing before the work, and made again only when
+    something is written: a model with errors leaves no empty folder behind."""
+    bad = tmp_path / "bad.ei"
+    bad.write_text("population E : E(4)\nE -> E : dense, init = uniform(0, 1), learn = oja(eta = \n",
+                   encoding="utf-8")
+    out = {"convert": "new/dir/x.yaml", "graph": "new/dir/x.json", "compile": "new/dir/compiled"}[command]
+    args = [command, bad, "-o", out] + (["--format", "json"] if command == "graph" else [])
+    proc = run_process(*args, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "bad.ei:2:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_convert_makes_the_output_folder_when_it_writes(tmp_path):
+    proc = run_process("convert", Path(__file__).resolve().parents[1] / "models" / "oja_pca.ei", "-o", "new/dir/oja.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "new" / "dir" / "oja.yaml").is_file()
