@@ -81,18 +81,16 @@ def _writable_folder(folder: Path, argument: str) -> None:
     while not part.exists() and part != part.parent:
         made.append(part)
         part = part.parent
+    from eigraph.fileio import write_problem
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".eigraph-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise _Usage(f"cannot write '{argument}': {exc.strerror or exc} ('{folder}'); "
-                     "choose another place with -o") from None
+        problem = write_problem(folder)
     finally:
         for empty in made:  # deepest first
             with contextlib.suppress(OSError):
                 empty.rmdir()
+    if problem:
+        raise _Usage(f"cannot write '{argument}': {problem} ('{folder}'); choose another place with -o")
 
 
 def _write(path: Path, data: str | bytes) -> None:

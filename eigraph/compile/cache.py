@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from eigraph.compile.codetext import GeneratedCodeError, verify_kernel_source
-from eigraph.fileio import atomic_write_text
+from eigraph.fileio import atomic_write_text, write_problem
 
 
 def configured_root() -> Path:
@@ -32,18 +32,6 @@ def configured_root() -> Path:
 _USABLE: dict[Path, Path] = {}  # configured root -> the folder used (itself, or the fallback)
 
 
-def _writable(folder: Path) -> str | None:
-    """None when files can be written in ``folder`` (made if missing), else why not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".eigraph-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
-
-
 def cache_root() -> Path:
     """The cache folder: :func:`configured_root`, or, when that cannot be written (a read-only home,
     a mistyped ``EIGRAPH_CACHE_DIR``), a folder in the system's temporary folder, with a warning on
@@ -51,13 +39,13 @@ def cache_root() -> Path:
     wanted = configured_root()
     if wanted in _USABLE:
         return _USABLE[wanted]
-    why = _writable(wanted)
+    why = write_problem(wanted)
     if why is None:
         _USABLE[wanted] = wanted
         return wanted
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     fallback = Path(tempfile.gettempdir()) / f"eigraph-cache-{uid}"
-    why_not = _writable(fallback)
+    why_not = write_problem(fallback)
     if why_not is not None:
         raise OSError(errno.EACCES, f"cannot write the compile cache '{wanted}' ({why}) nor '{fallback}' "
                                     f"({why_not}); set EIGRAPH_CACHE_DIR to a writable folder")
