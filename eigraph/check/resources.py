@@ -78,7 +78,7 @@ def estimate(graph, batch: int = 1, steps: int | None = None, record=None) -> di
     import numpy as np
 
     itemsize = np.dtype(graph.graph.get("precision") or "float32").itemsize
-    batch = max(1, int(batch))
+    batch = _count(batch)
     sizes = {name: int(node["size"]) for name, node in graph.nodes(data=True)}
     longest = dict.fromkeys(sizes, 1)
     parts = dict.fromkeys(("weights", "state", "delays", "learning", "records"), 0.0)
@@ -108,7 +108,7 @@ def estimate(graph, batch: int = 1, steps: int | None = None, record=None) -> di
         names = [r.split(".")[0] for r in record] if record else list(sizes)
         recorded = sum(sizes.get(name, 0) for name in names)
         inputs = sum(n for name, n in sizes.items() if graph.nodes[name]["role"] in ("input", "readout"))
-        parts["records"] = float(steps) * batch * (recorded * itemsize + inputs * 8 * 2)
+        parts["records"] = _count(steps) * batch * (recorded * itemsize + inputs * 8 * 2)
     return parts
 
 
@@ -122,9 +122,21 @@ def _largest(graph, parts: dict) -> str:
             "learning": "the learning buffers", "records": "the records of a trial"}[part]
 
 
+def _count(value) -> float:
+    """A batch or a number of steps as a float for the estimate: at least 1, and never an overflow
+    (a run block may say ``batch: 1e308``; the checks of the run block report such values)."""
+    try:
+        number = float(value)
+    except (OverflowError, TypeError, ValueError):
+        return 1e300
+    return min(max(number, 1.0), 1e300) if math.isfinite(number) else 1e300
+
+
 def _run_sizes(graph) -> tuple[int, int | None, list]:
     run = graph.graph.get("run") or {}
-    return int(run.get("batch") or DEFAULT_BATCH), run.get("steps"), list(run.get("record") or [])
+    batch = run.get("batch") or DEFAULT_BATCH
+    count = _count(batch)
+    return (int(count) if count < 1e18 else batch), run.get("steps"), list(run.get("record") or [])
 
 
 def refuse(graph, batch: int = 1, steps: int | None = None, record=None, what: str = "this model") -> None:
