@@ -1076,6 +1076,13 @@ def _mutate_argv(rng: random.Random, argv: list[str], places: dict[str, str]) ->
     return argv
 
 
+
+def _cli_failures(label: str, argv: list[str], capsys) -> list[str]:
+    """Run one command line in process; a one-line failure when it went wrong, else nothing."""
+    code, said = _cli_call(argv, capsys)
+    bad = _cli_wrong(code, said)
+    return [f"{label}: eigraph {' '.join(map(repr, argv))}: {'; '.join(bad)}"] if bad else []
+
 WIDE = {"/", "//", "..", "../", "~", ".", "a/b", "//x", "/x"}
 
 
@@ -1130,11 +1137,8 @@ def test_cli_argument_mutations(part: int, tmp_path: Path, capsys, monkeypatch, 
         if i % 4 != part:
             continue
         argv = _mutate_argv(rng, _base_argv(rng, command, model, out), places)
-        code, said = _cli_call(argv, capsys)
         count += 1
-        bad = _cli_wrong(code, said)
-        if bad:
-            failures.append(f"cli-argv/{i}: eigraph {' '.join(map(repr, argv))}: {'; '.join(bad)}")
+        failures += _cli_failures(f"cli-argv/{i}", argv, capsys)
     assert count > 1000
     assert not failures, f"{len(failures)} of {count} argument mutants failed:\n" + "\n".join(failures[:20])
 
@@ -1209,11 +1213,8 @@ def test_cli_hostile_names(part: int, tmp_path: Path, capsys, monkeypatch, no_tr
         if not os.path.abspath(out).startswith(str(tmp_path) + os.sep):
             continue
         argv = _base_argv(rng, command, str(model), out)
-        code, said = _cli_call(argv, capsys)
         count += 1
-        bad = _cli_wrong(code, said)
-        if bad:
-            failures.append(f"cli-names/{i} ({kind}): eigraph {' '.join(map(repr, argv))}: {'; '.join(bad)}")
+        failures += _cli_failures(f"cli-names/{i} ({kind})", argv, capsys)
     assert written > 500
     assert not failures, f"{len(failures)} of {count} name mutants failed:\n" + "\n".join(failures[:20])
 

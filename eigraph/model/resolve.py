@@ -201,13 +201,17 @@ class Resolver:
 
     def _visible_string(self, expr: ex.String, what: str) -> None:
         """N114: a string value (a file name, a task argument) holding a control character."""
+        self._refuse_invisible("N114", expr, what, "write strings on one line with visible characters only: "
+                               "remove the character (or rename the file)")
+
+    def _refuse_invisible(self, code: str, expr: ex.String, what: str, hint: str) -> None:
+        """Report ``code`` with the caret on the first invisible character of ``expr`` (and skip
+        the declaration); nothing when every character is visible."""
         found = invisible_char(expr.value)
         if found is not None:
             index, char = found
-            self.report("N114", f"{what} holds {char} at character {index + 1}",
-                        char_span(expr.span, expr.value, index),
-                        "write strings on one line with visible characters only: remove the character "
-                        "(or rename the file)")
+            self.report(code, f"{what} holds {char} at character {index + 1}",
+                        char_span(expr.span, expr.value, index), hint)
             raise _Skip
 
     # declarations ----------------------------------------------------------------------------
@@ -810,14 +814,10 @@ class Resolver:
         name = f"{source}->{target}" + (f".{compartment}" if compartment else "")
         if "name" in settings:
             value = settings["name"].value
-            found = invisible_char(value.value) if isinstance(value, ex.String) else None
-            if found is not None:
-                index, char = found
-                self.report("N113", f"the projection name holds {char} at character {index + 1}",
-                            char_span(value.span, value.value, index),
-                            "names are written on one line with visible characters only: remove it, "
-                            'for example name = "E->E slow"')
-                raise _Skip
+            if isinstance(value, ex.String):
+                self._refuse_invisible("N113", value, "the projection name",
+                                       "names are written on one line with visible characters only: remove it, "
+                                       'for example name = "E->E slow"')
             if isinstance(value, ex.String) and value.value.strip():
                 name = value.value
             else:
