@@ -348,10 +348,10 @@ def cmd_compile(args) -> int:
 
 
 def cmd_viz(args) -> int:
+    import math
+
     from eigraph.model.load import check_path
     from eigraph.viz import VizError, check_target, render
-
-    import math
 
     _model_file(args.model, folder_ok=False)
     if not (math.isfinite(args.dpi) and 1 <= args.dpi <= MAX_DPI):
@@ -485,12 +485,13 @@ def _run(args, model_path: Path, out: Path, missing: list[Path]) -> int:
         if meta is not None:  # the stored configuration; the options given must agree with it
             overrides = {"task": parse_task(args.task) if args.task else None, "trials": args.trials,
                          "batch": args.batch, "steps": args.steps, "seed": args.seed, "backend": args.backend,
-                         "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every}
+                         "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+                         "freeze": args.freeze}
             config = resumed_config(meta, overrides)
         else:
             config = plan_run(model, task=args.task, trials=args.trials, batch=args.batch, steps=args.steps,
                               seed=args.seed, backend=args.backend or "numba", eval_every=args.eval_every or 0,
-                              checkpoint_every=args.checkpoint_every or 0)
+                              checkpoint_every=args.checkpoint_every or 0, freeze=args.freeze or ())
     except TaskError as exc:
         raise _Usage(str(exc)) from None
     existing = out
@@ -530,8 +531,16 @@ def _train(args, model_path, out, trainer, config, say) -> int:
     import shlex
 
     from eigraph.runtime.errors import SimulationError
-    from eigraph.runtime.results import (Manifest, chance_warning, clashes, planned_files, record_names,
-                                         user_files, write_results, written_here)
+    from eigraph.runtime.results import (
+        Manifest,
+        chance_warning,
+        clashes,
+        planned_files,
+        record_names,
+        user_files,
+        write_results,
+        written_here,
+    )
     from eigraph.runtime.tasks import TaskError
     from eigraph.runtime.train import ProgressBar, blas_threads
 
@@ -693,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate on the validation trials every N training trials (default: 20 times a run)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="write DIR/checkpoint.npz every N training trials (default: 10 times a run)")
+    p.add_argument("--freeze", metavar="PATTERN", action="append",
+                   help="turn learning off on the projections whose names match this glob (repeatable), for "
+                        "the ablation: --freeze 'H1.*' --freeze 'Input.E->H1.E'")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print only the result")
     p.set_defaults(func=cmd_run)

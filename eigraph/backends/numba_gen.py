@@ -250,8 +250,19 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
     emitters = [RuleEmitter(program, q, const) for q in program.plastic]
     for emitter in emitters:
         args += emitter.args()
-    for name in sorted({q.target for q in program.plastic if reads_target(q)}, key=lambda n: program.populations[n].index):
+    driven = {name for phase in program.phases for name in phase.nudge + phase.clamp}
+    for name in sorted({q.target for q in program.plastic if reads_target(q)} | driven,
+                       key=lambda n: program.populations[n].index):
         args.append((f"tgt_{program.populations[name].ident}", f"target:{name}"))
+    if program.phases:
+        args.append(("phase", "phase"))
+        args += [(f"pv{k}", f"phasevalue:{k}") for k in range(len(program.phase_values))]
+    for q in program.projections.values():
+        if q.tie is not None:
+            args += [(f"tw_{q.ident}", f"dense:{q.name}")]
+            of = program.projections[q.tie[0]]
+            if (f"tw_{of.ident}", f"dense:{of.name}") not in args:
+                args += [(f"tw_{of.ident}", f"dense:{of.name}")]
     if any(reads_reward(q) for q in program.plastic):
         args.append(("rew", "reward"))
     record_args = {}
@@ -293,6 +304,17 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
             const(f"GAIN_{p.ident}_{ident_part(c)}", gain, f"{c}_gain of {p.name}")
     for q in program.projections.values():
         const(f"F_{q.ident}", q.factor, f"sign * gain of {q.name}")
+        if q.tie is not None:
+            const(f"TIE_{q.ident}", q.tie[1], f"scale of {q.name}, tied to {q.tie[0]}")
+    for phase in program.phases:
+        k = phase.index
+        if phase.couple:
+            const(f"CG_{k}", phase.couple_gain, f"couple_gain of phase {phase.name}")
+            if phase.couple_clip is not None:
+                const(f"CLO_{k}", phase.couple_clip[0], f"couple_clip of phase {phase.name}")
+                const(f"CHI_{k}", phase.couple_clip[1], f"couple_clip of phase {phase.name}")
+        if phase.nudge:
+            const(f"BETA_{k}", phase.beta, f"beta of phase {phase.name}")
     # the batch is fixed when the simulator is made: a constant lets LLVM unroll and vectorise
     # every loop over it (the kernel's cache key, the hash of this text, includes it)
     consts.append(f"B = {int(batch)}  # batch")
@@ -373,9 +395,20 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
                 parallel = emitter.analysis.factorised and size >= PARALLEL_MIN_ELEMENTS
                 emitter.parallel = parallel
                 body(f"# rule {comment_text(emitter.rule.name)} on {comment_text(q.name)}{_where(q.span)}")
-                body("if learn != 0:")
+                gate = ""
+                if q.learn_phases is not None:
+                    names = ", ".join(program.phases[k].name for k in q.learn_phases)
+                    gate = " and (" + " or ".join(f"phase == {k}" for k in q.learn_phases) + ")"
+                    body(f"# learns in phase {comment_text(names)} only")
+                body(f"if learn != 0{gate}:")
                 with body.block():
                     call(f"learn_{q.ident}", lambda w_, e=emitter, tm=timing: e.emit(w_, tm), parallel, fast=True)
+                    for tied in program.ties_of(q.name):
+                        body(f"# {comment_text(tied.name)} is tied: {tied.tie[1]!r} x the transpose, after every "
+                             "update")
+                        body(f"if {timing}:")
+                        with body.block():
+                            call(f"tie_{tied.ident}", lambda w_, t_=tied, o_=q: _tie(w_, t_, o_), False, fast=True)
             elif op.kind == "update":
                 pass  # emitted with its rule: each rule reads only its own weights
             elif op.kind == "record":
@@ -532,14 +565,40 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
                 body(f"c_{i}_{ident_part(c)}[i, b] = comp")
                 if c in p.compartment_gains:
                     body(f"inp += GAIN_{i}_{ident_part(c)} * comp")
+            clamped = []
+            for phase in program.phases:
+                for c in phase.couples(p.name):
+                    k = phase.index
+                    body(f"if phase == {k}:  # phase {comment_text(phase.name)} couples {comment_text(c)} to the soma")
+                    with body.block():
+                        value = f"c_{i}_{ident_part(c)}[i, b]"
+                        if phase.couple_from is not None:
+                            pv = program.phase_values.index((p.name, c, phase.couple_from))
+                            value = f"({value} - pv{pv}[i, b])"
+                        if phase.couple_clip is not None:
+                            value = f"min(max({value}, CLO_{k}), CHI_{k})"
+                        body(f"inp += CG_{k} * {value}")
+                if p.name in phase.nudge:
+                    k = phase.index
+                    body(f"if phase == {k}:  # phase {comment_text(phase.name)} nudges toward the target")
+                    body(f"    inp += BETA_{k} * (tgt_{i}[t, i, b] - r_{i}[n % {p.history}, i, b])")
+                if p.name in phase.clamp:
+                    clamped.append(phase.index)
             bias = f"bias_{i}[i]" if isinstance(p.bias, np.ndarray) else f"BIAS_{i}"
             body(f"xo = x_{i}[cur, i, b]")
             noise = f" + NOISE_{i} * noise_{i}[t, i, b]" if p.noise else ""
             body(f"xn = xo + ALPHA_{i} * (-xo + inp + {bias}){noise}")
+            clamp = " or ".join(f"phase == {k}" for k in clamped)
+            if clamped:
+                body(f"if {clamp}:  # clamped: the state and the rate are the target")
+                body(f"    xn = tgt_{i}[t, i, b]")
             body(f"x_{i}[nxt, i, b] = xn")
             if p.activation != "softmax":
                 rate = _ACTIVATIONS[p.activation].format(v="xn")
                 body(f"rn = {rate}")
+                if clamped:
+                    body(f"if {clamp}:")
+                    body("    rn = xn")
                 body(f"r_{i}[(n + 1) % {p.history}, i, b] = rn")
                 for g in groups:
                     if p.name in _fused(program, g):
@@ -566,6 +625,15 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
     body("    status[0] = n")
     body(f"    status[1] = {p.index}")
     body("    return 1")
+
+
+def _tie(body: _Writer, tied, of) -> None:
+    """W_tied = scale * W_of^T, after an update of ``of``."""
+    shape = tied.weights.shape
+    body(f"# {comment_text(tied.name)} = {tied.tie[1]!r} x transpose({comment_text(of.name)})")
+    body(f"for i in range({shape[0]}):")
+    body(f"    for j in range({shape[1]}):")
+    body(f"        tw_{tied.ident}[i, j] = TIE_{tied.ident} * tw_{of.ident}[j, i]")
 
 
 UNROLL = 4  # synapses per pass over a sparse row's accumulator
@@ -698,12 +766,17 @@ class NumbaBackend:
                 out.append(1 if trial_end else 0)
             elif kind == "trace":
                 out.append(sim.traces[target])
+            elif kind == "phase":
+                out.append(sim.phase)
+            elif kind == "phasevalue":
+                out.append(sim.phase_values[program.phase_values[int(target)]])
             elif kind == "mask":
                 out.append(self._mask(target))
             elif kind == "target":
                 if target in targets:
                     out.append(targets[target])
-                elif learn:
+                elif learn and any(q.target == target and reads_target(q) and program.learns_in(q, sim.phase)
+                                   for q in program.plastic):
                     q = next(q for q in program.plastic if q.target == target and reads_target(q))
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'target', but no targets were given "
                                      f"for '{target}': pass run(..., targets=...)")

@@ -52,6 +52,8 @@ class NumpyBackend:
 
     def _run(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end):
         program = self.program
+        phase = program.phases[sim.phase] if program.phases else None
+        targets = targets or {}
         for t in range(steps):
             n = sim.n
             now, nxt = n % 2, (n + 1) % 2
@@ -80,20 +82,36 @@ class NumpyBackend:
                         sim.compartment[f"{p.name}.{c}"][...] = summed.get((p.name, c), zeros)
                         if c in p.compartment_gains:
                             soma = soma + p.compartment_gains[c] * sim.compartment[f"{p.name}.{c}"]
+                    if phase is not None:
+                        for c in phase.couples(p.name):
+                            coupled = sim.compartment[f"{p.name}.{c}"]
+                            if phase.couple_from is not None:
+                                coupled = coupled - sim.phase_values[(p.name, c, phase.couple_from)]
+                            if phase.couple_clip is not None:
+                                coupled = np.clip(coupled, *phase.couple_clip)
+                            soma = soma + phase.couple_gain * coupled
+                        if p.name in phase.nudge:  # toward the target: beta * (target - r) joins the input
+                            rate_now = sim.r[p.name][n % p.history]
+                            soma = soma + phase.beta * (targets[p.name][t] - rate_now)
                     x = sim.x[p.name][now]
                     bias = p.bias[:, None] if isinstance(p.bias, np.ndarray) else p.bias
                     new = x + p.alpha * (-x + soma + bias)
                     if p.noise:
                         new = new + np.sqrt(2 * p.alpha) * p.noise * noise[p.name][t]
-                    sim.x[p.name][nxt] = new
-                    rate = activation(p.activation, new)
+                    if phase is not None and p.name in phase.clamp:  # the state and the rate are the target
+                        new = np.array(targets[p.name][t], dtype=program.dtype)
+                        sim.x[p.name][nxt] = new
+                        rate = new.copy()
+                    else:
+                        sim.x[p.name][nxt] = new
+                        rate = activation(p.activation, new)
                     if not (np.isfinite(new).all() and np.isfinite(rate).all()):
                         return n, p.name
                     sim.r[p.name][(n + 1) % p.history] = rate
                 elif op.kind == "record":
                     for key, array in records.items():
                         array[t] = sim.read(key, after=n + 1)
-                elif op.kind == "learn" and learn:
+                elif op.kind == "learn" and learn and program.learns_in(program.projections[op.name], sim.phase):
                     q = program.projections[op.name]
                     apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
                     dw = self.learn(sim, q, n, t, targets or {}, reward, apply)
@@ -141,6 +159,13 @@ class NumpyBackend:
             return value[None, None, :] if batched else value[0]
 
         def lookup(name):
+            if "@" in name:  # the value at the end of an earlier phase of this trial
+                base, _, phase_name = name.partition("@")
+                k = next(p.index for p in program.phases if p.name == phase_name)
+                if base == "pre":
+                    return sim.phase_values[(q.source, "r", k)][None]
+                what = "r" if base == "post" else base[5:]
+                return sim.phase_values[(q.target, what, k)][:, None]
             if name == "pre":
                 return pre[None]
             if name == "post":
@@ -223,12 +248,20 @@ def apply_update(program: Program, q: ProjectionPlan, dw: np.ndarray) -> None:
     if not w.is_sparse and w.mask is not None:
         values[~w.mask] = 0
     if q.normalize:
-        if w.is_sparse:
-            rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
-            sums = np.bincount(rows, weights=np.abs(values), minlength=w.shape[0])
-            scale = np.where(sums > 0, q.normalize / np.where(sums > 0, sums, 1), 1.0)
-            values *= scale[rows].astype(values.dtype)
-        else:
-            sums = np.abs(values).sum(axis=1)
-            scale = np.where(sums > 0, q.normalize / np.where(sums > 0, sums, 1), 1.0)
-            values *= scale[:, None].astype(values.dtype)
+        _normalize(w, values, q.normalize)
+    from eigraph.runtime.simulator import refresh_ties
+
+    refresh_ties(program, q.name)
+
+
+def _normalize(w, values, total) -> None:
+    """Each row's L1 sum set to ``total`` (rows that sum to 0 are left alone)."""
+    if w.is_sparse:
+        rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+        sums = np.bincount(rows, weights=np.abs(values), minlength=w.shape[0])
+        scale = np.where(sums > 0, total / np.where(sums > 0, sums, 1), 1.0)
+        values *= scale[rows].astype(values.dtype)
+    else:
+        sums = np.abs(values).sum(axis=1)
+        scale = np.where(sums > 0, total / np.where(sums > 0, sums, 1), 1.0)
+        values *= scale[:, None].astype(values.dtype)

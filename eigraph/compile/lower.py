@@ -12,8 +12,8 @@ import json
 import networkx as nx
 import numpy as np
 
-from eigraph.compile.connectivity import build_weights, draw, projection_rng
-from eigraph.compile.program import Op, PopulationPlan, Program, ProjectionPlan, RulePlan
+from eigraph.compile.connectivity import Weights, build_weights, draw, projection_rng
+from eigraph.compile.program import Op, PhasePlan, PopulationPlan, Program, ProjectionPlan, RulePlan
 from eigraph.compile.rules import analyse
 from eigraph.expr import ast as ex
 from eigraph.expr.evaluate import EvalError, Value, evaluate
@@ -46,23 +46,79 @@ def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
             compartments=tuple(node["compartments"]), compartment_gains=dict(node["compartment_gains"]),
             history=max(2, longest[name]), span=node["span"])
     projections = {}
+    edges = {key: edge for _s, _t, key, edge in graph.edges(keys=True, data=True)}
     for index, (source, target, key, edge) in enumerate(graph.edges(keys=True, data=True)):
-        weights = build_weights(edge, populations[source].size, populations[target].size, source == target, seed,
-                                dtype)
+        tie = None
+        if edge["connectivity"]["kind"] == "transpose":
+            tie = (edge["connectivity"]["of"], float(edge["connectivity"].get("scale", 1.0)))
+            of = edges.get(tie[0])
+            if of is None or of["connectivity"]["kind"] != "dense":
+                raise CompileError(f"{key} is tied to '{tie[0]}', which is not a dense projection of the model")
+            weights = Weights((populations[target].size, populations[source].size))  # filled below
+        else:
+            weights = build_weights(edge, populations[source].size, populations[target].size, source == target,
+                                    seed, dtype)
         projections[key] = ProjectionPlan(
             name=key, index=index, source=source, target=target, compartment=edge["target_compartment"],
             delay=edge["delay"], sign=edge["sign"], gain=edge["gain"], weights=weights, span=edge["span"],
             learn=edge["learn"], bounds=tuple(edge["bounds"]) if edge["bounds"] else None,
             normalize=edge["normalize"], connectivity=edge["connectivity"].get("text", edge["connectivity"]["kind"]))
+        projections[key].tie = tie
         if edge["learn"]:
             projections[key].rule = bind_rule(graph, edge)
+    phase_index = {phase["name"]: k for k, phase in enumerate(graph.graph.get("phases") or [])}
+    phases = [PhasePlan(phase["name"], k, phase["steps"], tuple(phase["nudge"]), float(phase["beta"]),
+                        tuple(phase["clamp"]), tuple(tuple(c) for c in phase["couple"]), float(phase["couple_gain"]),
+                        tuple(phase["couple_clip"]) if phase["couple_clip"] else None,
+                        phase_index[phase["couple_from"]] if phase["couple_from"] else None)
+              for k, phase in enumerate(graph.graph.get("phases") or [])]
+    for key, edge in edges.items():
+        if edge["learn"] and edge["learn"].get("phases"):
+            projections[key].learn_phases = tuple(sorted(phase_index[p] for p in edge["learn"]["phases"]))
     program = Program(graph.graph["name"], graph.graph["file"], dtype, graph.graph["dt"], seed, populations,
-                      projections, dale=graph.graph["dale"])
+                      projections, dale=graph.graph["dale"], phases=phases)
+    program.phase_values = phase_values(program)
+    fill_ties(program)
     if graph.graph["spectral_radius"]:
         rescale_recurrent(program, graph.graph["spectral_radius"])
+        fill_ties(program)  # a tie holds whichever of the two was rescaled
     program.ops = order_ops(program)
     program.content_hash = content_hash(graph, program)
     return program
+
+
+def fill_ties(program: Program) -> None:
+    """Tied projections: W = scale * W_of^T (their mask the transposed mask)."""
+    for q in program.projections.values():
+        if q.tie is not None:
+            of = program.projections[q.tie[0]].weights
+            values = (q.tie[1] * of.dense.T).astype(program.dtype)
+            if q.weights.dense is None or q.weights.dense.shape != values.shape:
+                q.weights.dense = np.ascontiguousarray(values)
+            else:
+                q.weights.dense[...] = values
+            q.weights.mask = None if of.mask is None else np.ascontiguousarray(of.mask.T)
+
+
+def phase_values(program: Program) -> list[tuple[str, str, int]]:
+    """What must be kept at the end of each phase: the ``X@PHASE`` values rules read and the
+    compartments a phase couples relative to an earlier one. (population, what, phase index)."""
+    index = {p.name: p.index for p in program.phases}
+    out: list[tuple[str, str, int]] = []
+    for q in program.plastic:
+        for statement in q.rule.statements:
+            for node in ex.walk(statement.value):
+                if isinstance(node, ex.Name) and node.phase is not None:
+                    if node.phase not in index:
+                        raise CompileError(f"rule {q.rule.name} on {q.name} reads {node.dotted}, but the model has "
+                                           f"no phase '{node.phase}'")
+                    population = q.source if node.base == "pre" else q.target
+                    what = "r" if node.base in ("pre", "post") else node.parts[1]
+                    out.append((population, what, index[node.phase]))
+    for phase in program.phases:
+        if phase.couple_from is not None:
+            out += [(population, c, phase.couple_from) for population, c in phase.couple]
+    return list(dict.fromkeys(out))
 
 
 def bind_rule(graph, edge: dict) -> RulePlan:
@@ -101,8 +157,12 @@ def _substitute(statement, names: dict[str, str]):
     import dataclasses
 
     def rewrite(expr):
-        if isinstance(expr, ex.Name) and len(expr.parts) == 2 and expr.parts[0] == "post" and expr.parts[1] in names:
-            return ex.Name(("post", names[expr.parts[1]]), span=expr.span)
+        if isinstance(expr, ex.Name) and (expr.phase in names or (len(expr.parts) == 2 and expr.parts[0] == "post"
+                                                                    and expr.parts[1] in names)):
+            parts = expr.parts
+            if len(parts) == 2 and parts[0] == "post" and parts[1] in names:
+                parts = ("post", names[parts[1]])
+            return ex.Name(parts, phase=names.get(expr.phase, expr.phase), span=expr.span)
         if isinstance(expr, ex.BinOp):
             return ex.BinOp(expr.op, rewrite(expr.left), rewrite(expr.right), span=expr.span)
         if isinstance(expr, ex.Neg):

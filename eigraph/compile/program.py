@@ -89,6 +89,8 @@ class ProjectionPlan:
     normalize: float | None = None
     rule: RulePlan | None = None
     connectivity: str = "dense"  # as written: "sparse(p = 0.1)"
+    learn_phases: tuple[int, ...] | None = None  # the phases the rule updates in; None: every phase
+    tie: tuple[str, float] | None = None  # (projection, scale): W = scale * W_projection^T, always
 
     @property
     def ident(self) -> str:
@@ -98,6 +100,25 @@ class ProjectionPlan:
     def factor(self) -> float:
         """The constant multiplying W in the delivery: sign (1 if unsigned) times gain."""
         return (self.sign if self.sign != 0 else 1) * self.gain
+
+
+@dataclass
+class PhasePlan:
+    """One phase of a trial (docs/runtime.md): its steps and what it does to the dynamics."""
+
+    name: str
+    index: int
+    steps: int | None
+    nudge: tuple[str, ...] = ()
+    beta: float = 1.0
+    clamp: tuple[str, ...] = ()
+    couple: tuple[tuple[str, str], ...] = ()  # (population, compartment) added to the soma
+    couple_gain: float = 1.0
+    couple_clip: tuple[float, float] | None = None
+    couple_from: int | None = None  # index of the phase whose end value is subtracted first
+
+    def couples(self, population: str) -> list[str]:
+        return [c for p, c in self.couple if p == population]
 
 
 @dataclass
@@ -121,10 +142,21 @@ class Program:
     ops: list[Op] = field(default_factory=list)
     content_hash: str = ""
     dale: bool = True
+    phases: list[PhasePlan] = field(default_factory=list)
+    # values kept at the end of a phase, for rules (pre@free) and couplings (couple_from):
+    # (population, what, phase index); what is "r", "x" or a compartment
+    phase_values: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def plastic(self) -> list[ProjectionPlan]:
         return [q for q in self.projections.values() if q.rule is not None]
+
+    def ties_of(self, name: str) -> list[ProjectionPlan]:
+        """The projections tied to ``name`` (whose weights are a scaled transpose of its weights)."""
+        return [q for q in self.projections.values() if q.tie is not None and q.tie[0] == name]
+
+    def learns_in(self, q: ProjectionPlan, phase: int) -> bool:
+        return q.rule is not None and (q.learn_phases is None or phase in q.learn_phases)
 
     def incoming(self, population: str) -> list[ProjectionPlan]:
         return [p for p in self.projections.values() if p.target == population]

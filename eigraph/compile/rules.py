@@ -85,7 +85,9 @@ def expression_sides(expr: ex.Expr, known: dict[str, set]) -> set:
     for node in _walk_outside_means(expr):
         if isinstance(node, ex.Name):
             if len(node.parts) == 2 and node.parts[0] == "post":
-                sides.add(POST)  # post.x, post.COMPARTMENT
+                sides.add(POST)  # post.x, post.COMPARTMENT (and their values at the end of a phase)
+            elif node.phase is not None:
+                sides |= SYMBOL_SIDES[node.base]  # pre@PHASE, post@PHASE
             elif node.dotted in SYMBOL_SIDES:
                 sides |= SYMBOL_SIDES[node.dotted]
             elif node.dotted in known:

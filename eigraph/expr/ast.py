@@ -33,11 +33,19 @@ class Number(Expr):
 
 @dataclass(frozen=True)
 class Name(Expr):
+    """``pre``, ``post.apical``; with ``phase``, the value it had at the end of that phase of the
+    trial (``pre@free``): ``dotted`` then ends in ``@PHASE`` and ``base`` is the plain name."""
+
     parts: tuple[str, ...]
+    phase: str | None = None
+
+    @property
+    def base(self) -> str:
+        return ".".join(self.parts)
 
     @property
     def dotted(self) -> str:
-        return ".".join(self.parts)
+        return self.base + (f"@{self.phase}" if self.phase else "")
 
 
 @dataclass(frozen=True)

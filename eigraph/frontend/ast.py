@@ -104,6 +104,15 @@ class RunDecl:
 
 
 @dataclass
+class PhaseDecl:
+    """``phase NAME { steps = ...; nudge = ...; clamp = ...; couple = [...] ... }``: one part of a trial."""
+
+    name: str
+    settings: list[Setting]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass
 class AreaDecl:
     """Only recorded for spans and printing; its contents are flattened into the document."""
 
@@ -124,3 +133,4 @@ class Document:
     rules: list[RuleDecl] = field(default_factory=list)
     runs: list[RunDecl] = field(default_factory=list)
     areas: list[AreaDecl] = field(default_factory=list)
+    phases: list[PhaseDecl] = field(default_factory=list)

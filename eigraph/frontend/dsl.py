@@ -152,6 +152,10 @@ class _Build(Transformer_NonRecursive):
         ((parts, span),) = children
         return ex.Name(parts, span=span)
 
+    def phase_name(self, children):
+        (parts, span), _at, phase = children
+        return ex.Name(parts, phase=str(phase), span=_merge(span, self._tspan(phase)))
+
     def string(self, children):
         (tok,) = children
         return ex.String(str(tok)[1:-1], span=self._tspan(tok))
@@ -253,6 +257,10 @@ class _Build(Transformer_NonRecursive):
     def run(self, children):
         keyword, settings = children
         return ast.RunDecl(settings, span=self._tspan(keyword))
+
+    def phase(self, children):
+        name, settings = children
+        return ast.PhaseDecl(str(name), settings or [], span=self._tspan(name))
 
     def param(self, children):
         name, default = children
@@ -383,7 +391,7 @@ def _syntax_hint(exc: UnexpectedInput, post: _PostLexer, text: str) -> str:
         return "this '}' closes no block: remove it"
     if token is not None and token.value == "'":
         return "strings use double quotes; a quote after a name marks a trace in a rule: theta' = ..."
-    keywords = {"network", "celltype", "population", "area", "rule", "run"}
+    keywords = {"network", "celltype", "population", "area", "rule", "run", "phase"}
     if token is not None and (token.type == "NAME" or token.value in keywords) and "_NL" in expected:
         return "put one statement per line, or separate statements with ';'"
     if expected == {"EQUAL"} or ("EQUAL" in expected and len(expected) <= 2):
@@ -474,7 +482,7 @@ def _top_expressions(result):
             yield item.value
         elif isinstance(item, ast.Statement):
             yield item.value
-        elif isinstance(item, (ast.NetworkDecl, ast.CellTypeDecl, ast.RunDecl)):
+        elif isinstance(item, (ast.NetworkDecl, ast.CellTypeDecl, ast.RunDecl, ast.PhaseDecl)):
             stack.extend(item.settings)
         elif isinstance(item, ast.PopulationDecl):
             stack.append(item.size)
@@ -512,4 +520,6 @@ def parse_document(text: str, file: str) -> tuple[ast.Document | None, list[Diag
             doc.runs.append(item)
         elif isinstance(item, ast.AreaDecl):
             doc.areas.append(item)
+        elif isinstance(item, ast.PhaseDecl):
+            doc.phases.append(item)
     return doc, problems

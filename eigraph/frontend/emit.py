@@ -99,6 +99,8 @@ def to_ei(doc: ast.Document) -> str:
         out.append("")
     for rule in doc.rules:
         out += [rule_text(rule), ""]
+    for phase in doc.phases:
+        out += [f"phase {phase.name} {{", *_block(phase.settings, ""), "}", ""]
     for run in doc.runs:
         out += ["run {", *_block(run.settings, ""), "}", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -212,6 +214,11 @@ def to_yaml(doc: ast.Document) -> str:
                 out.append(f"    timing: {rule.timing}")
             out.append("    body: |")
             out += [f"      {statement_text(s)}" for s in rule.body]
+    if doc.phases:
+        out.append("phases:")
+        for phase in doc.phases:
+            out.append(f"  {phase.name}:" if phase.settings else f"  {phase.name}: {{}}")
+            out += [f"    {s.key}: {yaml_value(s.value)}" for s in phase.settings]
     for run in doc.runs:
         out.append("run:" if run.settings else "run: {}")
         out += [f"  {s.key}: {yaml_value(s.value)}" for s in run.settings]

@@ -17,7 +17,7 @@ from eigraph.frontend import ast
 from eigraph.frontend.dsl import parse
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-TOP_KEYS = ("network", "celltypes", "populations", "projections", "rules", "run")
+TOP_KEYS = ("network", "celltypes", "populations", "projections", "rules", "phases", "run")
 STRING_KEYS = ("file", "name")  # mapping-form arguments that are strings, not expressions
 MAX_NODES = 1_000_000
 
@@ -323,6 +323,13 @@ class _YamlReader:
                 continue
             self.doc.rules.append(ast.RuleDecl(name, params, timing, body, span=self.span(key_node),
                                                timing_span=timing_span))
+
+    def _phases(self, node):
+        for name, key_node, value_node in self.mapping(node, "phases"):
+            if not self.is_name(name, key_node, "phase"):
+                continue
+            self.doc.phases.append(ast.PhaseDecl(name, self.settings(self.mapping(value_node, f"phase '{name}'")),
+                                                 span=self.span(key_node)))
 
     def _run(self, node):
         self.doc.runs.append(ast.RunDecl(self.settings(self.mapping(node, "run")), span=self.span(node)))

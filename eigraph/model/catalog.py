@@ -6,7 +6,8 @@ from __future__ import annotations
 NETWORK_KEYS = ("dt", "seed", "precision", "dale", "spectral_radius")
 POPULATION_KEYS = ("tau", "activation", "bias", "noise", "x0", "sign")
 CELLTYPE_EXTRA_KEYS = ("compartments",)  # plus COMPARTMENT_gain
-PROJECTION_KEYS = ("init", "delay", "learn", "bounds", "normalize", "gain", "autapses", "name")
+PROJECTION_KEYS = ("init", "delay", "learn", "bounds", "normalize", "gain", "autapses", "name", "phase")
+PHASE_KEYS = ("steps", "nudge", "beta", "clamp", "couple", "couple_gain", "couple_clip", "couple_from")
 RUN_KEYS = ("task", "inputs", "targets", "trials", "batch", "steps", "record", "seed")
 
 # name -> (parameter names in order, number of required parameters)
@@ -17,6 +18,7 @@ CONNECTIVITIES = {
     "one_to_one": ((), 0),
     "mask": (("file",), 1),
     "weights": (("file",), 1),
+    "transpose": (("of", "scale"), 1),  # tied: scale * (the weights of projection `of`)^T, always
 }
 
 DISTRIBUTIONS = {

@@ -42,6 +42,7 @@ def build_graph(model: Model) -> nx.MultiDiGraph:
             for name, rule in model.rules.items()
         },
         run=_run_dict(model),
+        phases=[asdict(phase) for phase in model.phases],
     )
     for p in model.populations.values():
         graph.add_node(

@@ -21,10 +21,12 @@ from eigraph.model.spec import (
     ACTIVATIONS,
     PRECISIONS,
     ROLES,
+    SIGN_NAMES,
     SIGNS,
     CellType,
     Model,
     Network,
+    Phase,
     Population,
     Projection,
     Rule,
@@ -66,6 +68,7 @@ class Resolver:
         self.projections: dict[str, Projection] = {}
         self.rules: dict[str, Rule] = {}
         self.run_spec: RunSpec | None = None
+        self.phases: list[Phase] = []
         self.dropped: set[str] = set()  # populations declared with an error already reported
 
     # helpers ---------------------------------------------------------------------------------
@@ -224,10 +227,12 @@ class Resolver:
         self._rules(self.doc.rules, builtin=False)
         self._populations()
         self._runs()
+        self._phases()
         self._projections()
+        self._ties()
         self._rule_uses()
         return Model(self.doc.path, self.network, self.celltypes, self.populations, self.projections,
-                     self.rules, self.run_spec, self.doc, self.diagnostics)
+                     self.rules, self.run_spec, self.doc, self.diagnostics, phases=self.phases)
 
     def _network(self):
         decls = self.doc.network
@@ -370,12 +375,13 @@ class Resolver:
 
     def _rule_value(self, rule: str, param: str, expr: ex.Expr, names: set[str]):
         """A rule argument: a number (SI units; Hz read as a plain rate), or, for a parameter the rule
-        reads as ``post.PARAM``, a compartment name (``compartment = apical``)."""
+        reads as ``post.PARAM`` or ``X@PARAM``, a compartment or phase name (``compartment = apical``)."""
         if param in names:
-            if isinstance(expr, ex.Name) and len(expr.parts) == 1:
+            if isinstance(expr, ex.Name) and len(expr.parts) == 1 and expr.phase is None:
                 return expr.dotted
-            self.report("U505", f"parameter '{param}' of rule '{rule}' names a compartment (the rule reads "
-                                f"post.{param})", expr.span, f"write {param} = apical (a compartment name)")
+            self.report("U505", f"parameter '{param}' of rule '{rule}' names a compartment or a phase (the rule "
+                                f"reads post.{param} or X@{param})", expr.span,
+                        f"write {param} = NAME (a compartment or phase name, for example apical or free)")
             raise _Skip
         value = self._eval(expr)
         if units.dim_key(value.dim) == (("s", -1),):
@@ -495,6 +501,13 @@ class Resolver:
             known = set(defined)
         for node in ex.walk(expr):
             if isinstance(node, ex.Name):
+                if node.phase is not None:
+                    if inits or node.base not in ("pre", "post") and not (len(node.parts) == 2
+                                                                         and node.parts[0] == "post"):
+                        self.report("N105", f"'{node.dotted}': only pre, post, post.x and post.COMPARTMENT have "
+                                            "values at the end of a phase", node.span,
+                                    "write pre@PHASE, post@PHASE or post.COMPARTMENT@PHASE")
+                    continue  # the phase itself is checked where the rule is used
                 if len(node.parts) == 1:
                     if node.dotted not in known:
                         later = [s for s in decl.body if s.kind == "let" and s.target == node.dotted]
@@ -832,8 +845,18 @@ class Resolver:
                 pass
         connectivity = self._connectivity(decl.connectivity, pre, post, source == target and not autapses)
         fan_in, fan_out = connectivity.pop("fan_in"), connectivity.pop("fan_out")
+        if "of_span" in connectivity:
+            spans["of"] = connectivity.pop("of_span")
         env = {"fan_in": Value(float(fan_in)), "fan_out": Value(float(fan_out))}
         init = None
+        if connectivity["kind"] == "transpose":
+            for key in ("init", "learn", "bounds", "normalize"):
+                if key in settings:
+                    self.report("N115", f"{key} cannot be set on a tied projection: its weights are always "
+                                        f"{ex.format_number(connectivity.get('scale', 1.0))} x the transpose of "
+                                        f"'{connectivity.get('of', '?')}'", spans[key],
+                                f"remove {key}; set it on '{connectivity.get('of', 'the projection it is tied to')}'")
+            settings = {k: v for k, v in settings.items() if k not in ("init", "learn", "bounds", "normalize")}
         if "init" in settings:
             if connectivity["kind"] == "weights":
                 self.report("N112", "init cannot be combined with weights(file): the file gives the initial weights",
@@ -843,7 +866,7 @@ class Resolver:
                     init = self._distribution(settings["init"].value, env)
                 except _Skip:
                     pass
-        elif connectivity["kind"] != "weights":
+        elif connectivity["kind"] not in ("weights", "transpose"):
             init = self._default_init(pre, env)
         delay, delay_time = (0 if pre.role == "input" else 1), None
         if "delay" in settings:
@@ -863,6 +886,13 @@ class Resolver:
                 learn = self._learn(settings["learn"].value)
             except _Skip:
                 pass
+        if "phase" in settings:
+            phases = self._phase_refs(settings["phase"].value, "phase")
+            if "learn" not in settings:
+                self.report("P705", "phase = ... says in which phases a projection learns, but this one does not "
+                                    "learn", spans["phase"], "remove phase, or add learn = RULE(...)")
+            elif learn is not None and phases is not None:
+                learn["phases"] = phases
         bounds = None
         if "bounds" in settings:
             bounds = self._bounds(settings["bounds"].value)
@@ -884,6 +914,173 @@ class Resolver:
                 pass
         return Projection(name, source, target, compartment, connectivity, init, delay, delay_time, learn, bounds,
                           normalize, gain, autapses, float(fan_in), float(fan_out), decl.span, spans)
+
+    def _phase_refs(self, expr: ex.Expr, what: str) -> list[str] | None:
+        """Phase names (one or a list) that must be declared; None when one is not."""
+        items = expr.items if isinstance(expr, ex.ListExpr) else (expr,)
+        names, ok = [], True
+        declared = [p.name for p in self.phases]
+        for item in items:
+            if not (isinstance(item, ex.Name) and len(item.parts) == 1 and item.phase is None):
+                self.report("P703", f"'{ex.to_text(item)}' is not a phase name", item.span,
+                            f"write {what} = PHASE or a list [PHASE, ...]")
+                ok = False
+            elif item.dotted not in declared:
+                self._unknown_phase(item.dotted, item.span)
+                ok = False
+            elif item.dotted not in names:
+                names.append(item.dotted)
+        return names if ok and names else None
+
+    def _unknown_phase(self, name: str, span: Span | None, where: str = "") -> None:
+        declared = [p.name for p in self.phases]
+        if not declared:
+            self.report("P703", f"unknown phase '{name}'{where}: the model declares no phases", span,
+                        "declare the phases of a trial: phase free { steps = 20 }  phase nudged { steps = 20; "
+                        "nudge = OUT }")
+        else:
+            hint = suggest(name, declared)
+            self.report("P703", f"unknown phase '{name}'{where}", span,
+                        (hint + " " if hint else "") + f"the phases: {', '.join(declared)}")
+
+    def _phases(self):
+        seen: dict[str, ast.PhaseDecl] = {}
+        targets = set(self.run_spec.targets) if self.run_spec else None
+        for decl in self.doc.phases:
+            if decl.name in seen:
+                first = seen[decl.name].span
+                self.report("N106", f"a second phase named '{decl.name}'" + (f" (first on line {first.line})" if first
+                                                                             else ""), decl.span,
+                            "give each phase its own name")
+                continue
+            seen[decl.name] = decl
+            phase = Phase(decl.name, len(self.phases), span=decl.span)
+            self._no_repeats(decl.settings, f"phase '{decl.name}'")
+            settings = self._settings(decl.settings, catalog.PHASE_KEYS, f"phase '{decl.name}'")
+            for key, setting in settings.items():
+                phase.spans[key] = setting.value.span or setting.span
+                value = setting.value
+                try:
+                    if key == "steps":
+                        steps = self._integer(value, "steps")
+                        if steps < 1:
+                            self.report("P706", f"phase '{decl.name}' must run at least 1 step", value.span,
+                                        "for example: steps = 20")
+                        else:
+                            phase.steps = steps
+                    elif key in ("nudge", "clamp"):
+                        items = value.items if isinstance(value, ex.ListExpr) else (value,)
+                        names = [self._population_ref(item, f"{key} of phase '{decl.name}'") for item in items]
+                        for item, name in zip(items, names):
+                            if self.populations[name].role == "input":
+                                self.report("P701", f"phase '{decl.name}' cannot {key} '{name}': it is an input "
+                                                    "population", item.span, f"{key} a population the task has a "
+                                                                             "target for (the run's targets)")
+                            elif targets is not None and name not in targets:
+                                self.report("P701", f"phase '{decl.name}' would {key} '{name}' toward the task's "
+                                                    f"target, but '{name}' gets no target", item.span,
+                                            f"add it to the run block: targets = {name}")
+                        setattr(phase, key, names)
+                    elif key == "beta":
+                        beta = self._number(value, "beta")
+                        if not beta > 0:
+                            self.report("P706", f"beta (the nudge's strength) must be greater than 0, got "
+                                                f"{ex.format_number(beta)}", value.span, "for example: beta = 0.5")
+                        else:
+                            phase.beta = beta
+                    elif key == "couple":
+                        items = value.items if isinstance(value, ex.ListExpr) else (value,)
+                        for item in items:
+                            phase.couple.append(self._compartment_ref(item, f"couple of phase '{decl.name}'"))
+                    elif key == "couple_gain":
+                        phase.couple_gain = self._number(value, "couple_gain")
+                    elif key == "couple_clip":
+                        phase.couple_clip = self._bounds(value)
+                    elif key == "couple_from":
+                        if not (isinstance(value, ex.Name) and len(value.parts) == 1):
+                            self.report("P703", f"'{ex.to_text(value)}' is not a phase name", value.span,
+                                        "write couple_from = PHASE, an earlier phase")
+                        elif value.dotted not in [p.name for p in self.phases]:
+                            later = value.dotted == decl.name or any(d.name == value.dotted for d in self.doc.phases)
+                            if later:
+                                self.report("P702", f"phase '{decl.name}' couples the change since the end of phase "
+                                                    f"'{value.dotted}', which does not come before it", value.span,
+                                            "couple_from names an earlier phase")
+                            else:
+                                self._unknown_phase(value.dotted, value.span)
+                        else:
+                            phase.couple_from = value.dotted
+                except _Skip:
+                    pass
+            both = set(phase.nudge) & set(phase.clamp)
+            if both:
+                self.report("P706", f"phase '{decl.name}' both nudges and clamps '{sorted(both)[0]}'",
+                            phase.spans.get("clamp"), "choose one: nudge (toward the target) or clamp (set to it)")
+            if phase.index == 0 and (phase.nudge or phase.clamp):
+                key = "nudge" if phase.nudge else "clamp"
+                self.report("P704", f"the first phase ('{decl.name}') is the free phase: evaluation runs it without "
+                                    f"targets, so it cannot {key}", phase.spans.get(key),
+                            f"declare a free phase first: phase free {{ steps = 20 }}, then one that {key}s")
+            self.phases.append(phase)
+
+    def _compartment_ref(self, item: ex.Expr, where: str) -> tuple[str, str]:
+        if not (isinstance(item, ex.Name) and len(item.parts) >= 2 and item.phase is None):
+            self.report("C302", f"'{ex.to_text(item)}' is not a compartment ({where})", item.span,
+                        "write POP.COMPARTMENT, for example H1.E.apical")
+            raise _Skip
+        population = self._population_ref(ex.Name(item.parts[:-1], span=item.span), where)
+        compartment = item.parts[-1]
+        have = self.populations[population].compartments
+        if compartment not in have:
+            hint = suggest(compartment, have)
+            self.report("C302", f"population '{population}' has no compartment '{compartment}'", item.span,
+                        (hint + " " if hint else "") + f"its compartments: {', '.join(have) or 'none'}")
+            raise _Skip
+        return population, compartment
+
+    def _ties(self):
+        """transpose(of, scale): the projection it names exists, is dense and not tied itself, has the
+        transposed shape, and under Dale's law its magnitudes stay magnitudes here."""
+        for projection in list(self.projections.values()):
+            c = projection.connectivity
+            if c.get("kind") != "transpose" or c.get("invalid"):
+                continue
+            span = projection.spans.get("of") or projection.spans.get("connectivity")
+            other = self.projections.get(c["of"])
+            problem = None
+            if other is None:
+                hint = suggest(c["of"], self.projections)
+                problem = (f"transpose(...) names '{c['of']}', which is not a projection of this model",
+                           (hint + " " if hint else "") + "projection names are SOURCE->TARGET, or the name = set")
+            elif other.name == projection.name:
+                problem = ("a projection cannot be tied to itself", "name another projection")
+            elif other.connectivity.get("kind") == "transpose":
+                problem = (f"'{other.name}' is tied itself", f"tie to '{other.connectivity.get('of')}' instead")
+            elif other.connectivity.get("kind") != "dense":
+                problem = (f"'{other.name}' is {other.connectivity.get('text', other.connectivity.get('kind'))}: a "
+                           "tied projection needs a dense one", f"make '{other.name}' dense")
+            else:
+                pre, post = self.populations[projection.source], self.populations[projection.target]
+                o_pre, o_post = self.populations[other.source], self.populations[other.target]
+                if (post.size, pre.size) != (o_pre.size, o_post.size):
+                    problem = (f"{projection.name} is {post.size} x {pre.size} (post x pre), but the transpose of "
+                               f"'{other.name}' is {o_pre.size} x {o_post.size}",
+                               "tie projections whose populations match: B -> A to A -> B")
+            if problem:
+                self.report("N115", problem[0], span, problem[1])
+                del self.projections[projection.name]
+                continue
+            sign = self.populations[projection.source].sign
+            o_sign = self.populations[other.source].sign
+            scale = c["scale"]
+            if sign != 0 and (o_sign == 0 or scale < 0):
+                why = (f"'{other.name}' comes from an unsigned population, so its weights can be negative" if o_sign == 0
+                       else f"scale = {ex.format_number(scale)} is negative")
+                self.report("D207", f"{projection.name} is tied to '{other.name}' under Dale's law, but {why}: "
+                                    f"the magnitudes of {projection.name} (from {SIGN_NAMES[sign]} "
+                                    f"'{projection.source}') would be negative",
+                            span, "tie to a projection from a signed population, with scale >= 0, or set "
+                                  "dale = off", severity="error" if self.network.dale else "warning")
 
     def _default_init(self, pre: Population, env: dict) -> dict:
         sigma = 1.0 / math.sqrt(max(env["fan_in"].magnitude, 1.0))
@@ -913,6 +1110,15 @@ class Resolver:
                 fan_in, fan_out = k, k * post.size / max(pre.size, 1)
             elif kind == "one_to_one":
                 fan_in = fan_out = 1
+            elif kind == "transpose":
+                if not isinstance(bound["of"], ex.String) or not bound["of"].value.strip():
+                    self.report("N115", "transpose(...) names the projection it is tied to, in double quotes",
+                                bound["of"].span, 'for example: transpose("H2.E->Output.E", scale = 1)')
+                    raise _Skip
+                self._visible_string(bound["of"], "the projection transpose(...) is tied to")
+                out["of"] = bound["of"].value
+                out["of_span"] = bound["of"].span
+                out["scale"] = self._number(bound["scale"], "scale") if "scale" in bound else 1.0
             elif kind in ("mask", "weights"):
                 path = self._file(bound["file"], f"the file of {kind}(...)")
                 out["file"] = str(path)
@@ -975,6 +1181,9 @@ class Resolver:
             rule = self.rules[projection.learn["rule"]]
             post = self.populations[projection.target]
             span = projection.spans.get("learn")
+            order = {p.name: p.index for p in self.phases}
+            learning = projection.learn.get("phases") or [p.name for p in self.phases]
+            reported_phases: set[str] = set()
             for statement in rule.statements:
                 for node in ex.walk(statement.value):
                     if not isinstance(node, ex.Name):
@@ -982,6 +1191,25 @@ class Resolver:
                     # a user's rule is pointed at where it reads the symbol; a built-in one at its use
                     inside = node.span if not rule.builtin and node.span is not None else span
                     where = "" if inside is span else f" (used by {projection.name} on line {span.line})"
+                    phase = node.phase
+                    if isinstance(projection.learn["args"].get(phase), str):  # a parameter naming the phase
+                        phase, inside, where = projection.learn["args"][phase], span, ""
+                        node = ex.Name(node.parts, phase=phase, span=node.span)
+                    if phase is not None and phase not in reported_phases:
+                        reported_phases.add(phase)
+                        if phase not in order:
+                            self._unknown_phase(phase, inside, f" in rule '{rule.name}'{where}")
+                        else:
+                            early = [p for p in learning if order[p] <= order[node.phase]]
+                            if early:
+                                later = [p.name for p in self.phases if p.index > order[node.phase]]
+                                self.report("P702", f"rule '{rule.name}' on {projection.name} reads "
+                                                    f"{node.dotted}, the value at the end of phase '{node.phase}', "
+                                                    f"but it learns in phase '{early[0]}', when that value does "
+                                                    f"not exist yet{where}", inside,
+                                            (f"learn in a later phase: phase = {later[0]} on the projection"
+                                             if later else f"phase '{node.phase}' is the last phase: declare a "
+                                                           "phase after it"))
                     if node.dotted == "target" and projection.target not in targets:
                         self.report("C303", f"rule '{rule.name}' on {projection.name} reads 'target', but population "
                                             f"'{projection.target}' gets no target{where}", inside,
@@ -1004,13 +1232,16 @@ def _plural(word: str) -> str:
 
 
 def _name_params(decl: ast.RuleDecl) -> set[str]:
-    """Parameters the rule reads as ``post.PARAM``: their values are compartment names."""
+    """Parameters the rule reads as ``post.PARAM`` or ``X@PARAM``: their values are compartment or
+    phase names (``compartment = apical``, ``free = forward``)."""
     params = {p.name for p in decl.params}
     found = set()
     for statement in decl.body:
         for node in ex.walk(statement.value):
             if isinstance(node, ex.Name) and len(node.parts) == 2 and node.parts[0] == "post" and node.parts[1] in params:
                 found.add(node.parts[1])
+            if isinstance(node, ex.Name) and node.phase in params:
+                found.add(node.phase)
     return found
 
 

@@ -122,6 +122,25 @@ class RunSpec:
 
 
 @dataclass
+class Phase:
+    """One part of a trial (docs/language.md, phases). Phases run in the order declared, each from the
+    state the one before left; the first is the free phase, the only one evaluation runs."""
+
+    name: str
+    index: int
+    steps: int | None = None  # None: the run's steps (the task's trial)
+    nudge: list[str] = field(default_factory=list)  # populations driven toward the task's target
+    beta: float = 1.0  # the strength of the nudge: x' += beta * (target - r) (in units of 1 / tau)
+    clamp: list[str] = field(default_factory=list)  # populations whose rate is set to the target
+    couple: list[tuple[str, str]] = field(default_factory=list)  # (population, compartment) into the soma
+    couple_gain: float = 1.0
+    couple_clip: tuple[float, float] | None = None
+    couple_from: str | None = None  # couple the change since the end of this earlier phase
+    span: Span | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+
+
+@dataclass
 class Model:
     """A resolved, checked model. ``graph`` is the networkx population graph (see docs/graph.md)."""
 
@@ -135,6 +154,7 @@ class Model:
     document: ast.Document
     diagnostics: list = field(default_factory=list)
     graph: Any = None
+    phases: list[Phase] = field(default_factory=list)
 
     def compile(self, backend: str = "numba", batch: int = 1, seed: int | None = None):
         """Lower the graph to a Program and return a :class:`~eigraph.runtime.simulator.Simulator`.

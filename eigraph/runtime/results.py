@@ -170,6 +170,7 @@ def metrics(trainer, test, command: str | None = None, warnings=()) -> dict:
         "inputs": config.inputs,
         "targets": config.targets,
         "learning_rules": rules,
+        "frozen": {"patterns": list(config.freeze), "projections": list(getattr(trainer, "frozen", []))},
         "learning": "local rules only (no autodiff): the rules above, run by eigraph's kernels",
         "elapsed_s": round(trainer.elapsed, 3),
         "trials_per_s": round(trainer.trials_done / trainer.elapsed, 1) if trainer.elapsed > 0 else None,

@@ -39,6 +39,9 @@ class WeightsView(Mapping):
 
     def __setitem__(self, name: str, value) -> None:
         plan = self._plan(name)
+        if plan.tie is not None:
+            raise InputError(f"{name} is tied to '{plan.tie[0]}' (its weights are {plan.tie[1]:g} x the transpose of "
+                             f"those): set the weights of '{plan.tie[0]}' instead")
         w = plan.weights
         array = np.asarray(value, dtype=np.float64)
         if array.shape != w.shape:
@@ -63,6 +66,7 @@ class WeightsView(Mapping):
                 raise InputError(f"{name} ({plan.connectivity}) {what}: the new weights must be 0 where it has "
                                  "no synapse")
             w.dense[...] = array
+        refresh_ties(self._sim.program, name)
 
     def stored(self, name: str) -> Weights:
         """The live storage (dense or CSR) of a projection's weights; writing to it changes the model."""
@@ -126,6 +130,9 @@ class Simulator:
         self.x: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["x"].items()}
         self.r: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["r"].items()}
         self.compartment: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["c"].items()}
+        self.phase = 0  # the phase the next run() runs in (docs/runtime.md, phases)
+        self.phase_values: dict[tuple[str, str, int], np.ndarray] = {
+            key: np.zeros((program.populations[key[0]].size, batch), dtype=dtype) for key in program.phase_values}
         self.traces: dict[str, np.ndarray] = {}
         for q in program.plastic:
             pre, post = program.populations[q.source].size, program.populations[q.target].size
@@ -142,6 +149,8 @@ class Simulator:
         if weights:
             for name, initial in self._initial_weights.items():
                 _assign_weights(program.projections[name].weights, initial)
+            for name in program.projections:
+                refresh_ties(program, name)
 
     def reset_state(self, traces: bool = False) -> None:
         """Start a new trial: states, rates and compartment inputs back to rest and the step
@@ -151,6 +160,7 @@ class Simulator:
 
         program = self.program
         self.n = 0
+        self.phase = 0
         for p in program.populations.values():
             if p.role == "input":
                 self.r[p.name][...] = 0
@@ -239,7 +249,7 @@ class Simulator:
         return arrays, int(steps)
 
     def run(self, inputs=None, steps: int | None = None, record=None, targets=None, reward=None,
-            learn: bool = True, every: int | None = None, callback=None) -> dict[str, np.ndarray]:
+            learn: bool = True, every: int | None = None, callback=None, phase=None) -> dict[str, np.ndarray]:
         """Run ``steps`` steps (or as many as the inputs have), continuing from the current state.
 
         ``inputs``: an array (time x batch x neurons) for a model with one input population, or a
@@ -251,12 +261,27 @@ class Simulator:
         default every population's rate. ``callback(sim)`` is called every ``every`` steps and may
         read or write ``sim.weights``. One call is one trial for ``on trial`` rules.
 
+        ``phase``: in a model with phases, the phase these steps run in (its name or index; by
+        default the free phase, the first). A phase nudges or clamps its populations toward
+        ``targets``, couples its compartments, and runs the rules that learn in it; at the end of
+        the call the values rules read as ``X@PHASE`` are kept (the next call in that phase
+        replaces them). A new trial is :meth:`reset_state`; the phases then run in their order.
+
         A run whose state or weights become NaN or infinite stops with :class:`SimulationError`;
         the state is then the one before the failing step.
         """
         arrays, steps = self._inputs(inputs, steps)
         program = self.program
+        self.phase = self._phase(phase)
         target_arrays = self._targets(targets, steps)
+        current = program.phases[self.phase] if program.phases else None
+        if current is not None:
+            missing = [name for name in current.nudge + current.clamp if name not in target_arrays]
+            if missing:
+                how = "nudges" if missing[0] in current.nudge else "clamps"
+                raise InputError(f"phase '{current.name}' {how} '{missing[0]}' toward its target, but no targets "
+                                 f"were given for it: pass run(..., targets={{'{missing[0]}': ...}}, "
+                                 f"phase='{current.name}')")
         reward_array = self._reward(reward, steps)
         if record is None:
             record = [f"{p}.r" for p in program.populations]
@@ -340,15 +365,47 @@ class Simulator:
         for name in weight_records:
             if not weights_out[name] or not every:
                 weights_out[name] = [self.weights[name]] if not weights_out[name] else weights_out[name]
+        self.keep_phase_values()
         result = {name: np.ascontiguousarray(array.transpose(0, 2, 1)) for name, array in out.items()}
         result.update({f"{name}.w": np.stack(values) for name, values in weights_out.items()})
         return result
+
+    def _phase(self, phase) -> int:
+        phases = self.program.phases
+        if phase is None:
+            return 0
+        names = [p.name for p in phases]
+        if not phases:
+            raise InputError(f"phase = {phase!r}, but '{self.program.name}' declares no phases")
+        if isinstance(phase, str):
+            if phase not in names:
+                import difflib
+
+                close = difflib.get_close_matches(phase, names, n=1)
+                raise InputError(f"no phase named '{phase}'" + (f"; did you mean '{close[0]}'?" if close else "")
+                                 + f" (phases: {', '.join(names)})")
+            return names.index(phase)
+        if isinstance(phase, (int, np.integer)) and not isinstance(phase, bool) and 0 <= phase < len(phases):
+            return int(phase)
+        raise InputError(f"phase must be a phase name ({', '.join(names)}) or an index 0-{len(phases) - 1}, "
+                         f"got {phase!r}")
+
+    def keep_phase_values(self) -> None:
+        """Keep the values of this phase that rules read as ``X@PHASE`` (done at the end of every run call)."""
+        for (population, what, phase), array in self.phase_values.items():
+            if phase == self.phase:
+                if what == "r":
+                    array[...] = self.read(f"{population}.r")
+                elif what == "x":
+                    array[...] = self.read(f"{population}.x")
+                else:
+                    array[...] = self.compartment[f"{population}.{what}"]
 
     def _snapshot(self) -> dict:
         return {
             "n": self.n,
             "w": {name: (q.weights.data if q.weights.is_sparse else q.weights.dense).copy()
-                  for name, q in self.program.projections.items() if q.rule is not None},
+                  for name, q in self.program.projections.items() if q.rule is not None or q.tie is not None},
             "traces": {k: v.copy() for k, v in self.traces.items()},
             "x": {k: v.copy() for k, v in self.x.items()},
             "r": {k: v.copy() for k, v in self.r.items()},
@@ -382,6 +439,7 @@ class Simulator:
         readers = [q.target for q in program.plastic
                    if any(isinstance(n, ex.Name) and n.dotted == "target"
                           for s in q.rule.statements for n in ex.walk(s.value))]
+        readers += [name for phase in program.phases for name in phase.nudge + phase.clamp]
         if targets is None:
             return {}
         if not isinstance(targets, Mapping):
@@ -499,6 +557,13 @@ def _assign_weights(target: Weights, source: Weights) -> None:
         target.data[:] = source.data
     else:
         target.dense[...] = source.dense
+
+
+def refresh_ties(program: Program, name: str) -> None:
+    """The projections tied to ``name`` take scale x its weights' transpose again."""
+    for tied in program.ties_of(name):
+        of = program.projections[name].weights
+        tied.weights.dense[...] = tied.tie[1] * of.dense.T
 
 
 def make_backend(program: Program, name: str, batch: int):

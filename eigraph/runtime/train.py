@@ -53,6 +53,7 @@ class RunConfig:
     backend: str = "numba"
     eval_every: int = 0  # trials; 0: about 20 evaluations per run
     checkpoint_every: int = 0  # trials; 0: about 10 checkpoints per run
+    freeze: list[str] = field(default_factory=list)  # glob patterns: projections that do not learn in this run
 
     @property
     def batches(self) -> int:
@@ -66,7 +67,7 @@ class RunConfig:
 
     def same_run(self, other: RunConfig) -> list[str]:
         """The settings of ``other`` that differ in a way that changes training (for --resume)."""
-        keys = ("task", "inputs", "targets", "batch", "steps", "seed")
+        keys = ("task", "inputs", "targets", "batch", "steps", "seed", "freeze")
         return [k for k in keys if _jsonable(getattr(self, k)) != _jsonable(getattr(other, k))]
 
 
@@ -80,7 +81,7 @@ DEFAULT_BATCH = 16
 
 def plan_run(model, task: str | None = None, trials: int | None = None, batch: int | None = None,
              steps: int | None = None, seed: int | None = None, backend: str = "numba",
-             eval_every: int = 0, checkpoint_every: int = 0) -> RunConfig:
+             eval_every: int = 0, checkpoint_every: int = 0, freeze=()) -> RunConfig:
     """The run block of ``model`` with these overrides; missing inputs and targets are inferred
     (the input populations; the populations whose rules read ``target``). :class:`TaskError`
     says what is missing or wrong."""
@@ -117,11 +118,31 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
             return given
         return getattr(spec, key) if spec is not None and getattr(spec, key) is not None else default
 
+    frozen_projections(model, list(freeze))  # every pattern must match a learning projection
+    if model.phases and steps is None and (spec is None or spec.steps is None):
+        steps = max((p.steps for p in model.phases if p.steps), default=None)
     return RunConfig(task=task_spec, inputs=inputs, targets=targets,
                      trials=int(pick(trials, "trials", DEFAULT_TRIALS)), batch=int(pick(batch, "batch", DEFAULT_BATCH)),
                      steps=pick(steps, "steps", None), record=list(spec.record) if spec is not None else [],
                      seed=int(pick(seed, "seed", model.network.seed)), backend=backend,
-                     eval_every=int(eval_every), checkpoint_every=int(checkpoint_every))
+                     eval_every=int(eval_every), checkpoint_every=int(checkpoint_every), freeze=list(freeze))
+
+
+def frozen_projections(model, patterns: list[str]) -> list[str]:
+    """The learning projections whose names match one of the glob ``patterns`` (``--freeze``);
+    a pattern that matches none is a :class:`TaskError` naming the projections that learn."""
+    import fnmatch
+
+    learning = [name for name, p in model.projections.items() if p.learn]
+    out = []
+    for pattern in patterns:
+        matched = [name for name in learning if fnmatch.fnmatchcase(name, pattern)]
+        if not matched:
+            raise TaskError(f"--freeze {pattern!r} matches no projection that learns (they are: "
+                            f"{', '.join(learning) or 'none'}); patterns are globs over projection names, "
+                            "for example --freeze 'H1.*' or --freeze 'Input.E->H1.E'")
+        out += [name for name in matched if name not in out]
+    return out
 
 
 def rule_names(rule) -> set[str]:
@@ -165,8 +186,11 @@ class Trainer:
 
             trial = getattr(self.task, "trial_steps", None) or getattr(self.task, "length", None) or config.steps
             refuse(model.graph, config.batch, trial, config.record or None, what=f"'{model.path}'")
-        self.sim = sim if sim is not None else model.compile(backend=config.backend, batch=config.batch,
-                                                             seed=config.seed)
+        self.frozen = frozen_projections(model, list(config.freeze))
+        if sim is None:
+            sim = self._compile(model, config)
+        self.sim = sim
+        self.phases = self.sim.program.phases
         for name in config.record:
             try:
                 self.sim.read(name)
@@ -181,6 +205,20 @@ class Trainer:
                                         default=0.0)
 
     # set-up ------------------------------------------------------------------------------------
+    def _compile(self, model, config):
+        """The simulator; frozen projections (--freeze) are compiled without their rule."""
+        if not self.frozen:
+            return model.compile(backend=config.backend, batch=config.batch, seed=config.seed)
+        from eigraph.compile.lower import lower
+        from eigraph.runtime.simulator import Simulator
+
+        graph = model.graph.copy()
+        for source, target, key, data in graph.edges(keys=True, data=True):
+            if key in self.frozen:
+                graph.edges[source, target, key].update(learn=None, plastic=False)
+        return Simulator(lower(graph, batch=config.batch), backend=config.backend, batch=config.batch,
+                         seed=config.seed)
+
     def _slices(self, names: list[str], width: int, key: str, channels: list[str], role: str | None = None):
         populations = self.model.populations
         out, start = [], 0
@@ -208,6 +246,8 @@ class Trainer:
         for projection in self.model.projections.values():
             if not projection.learn:
                 continue
+            if projection.name in getattr(self, "frozen", ()):
+                continue
             rule = self.model.rules[projection.learn["rule"]]
             names = rule_names(rule)
             if "reward" in names:
@@ -228,28 +268,45 @@ class Trainer:
         and the ``record``ed arrays (T, B, N)."""
         sim = self.sim
         sim.reset_state()
-        steps = trials.steps
-        learning = trials.mask.all(axis=1) if learn else np.zeros(steps, dtype=bool)
         outputs = [f"{name}.r" for name, _ in self.out_slices]
         names = list(dict.fromkeys(outputs + list(record)))
+        # evaluation runs the free phase only; training every phase in order, each from the state
+        # the one before left. A phase of s steps presents the trial's last s steps.
+        phases = self.phases[:1] if not learn else self.phases
+        arrays: dict[str, np.ndarray] = {}
+        for k, phase in enumerate(phases or [None]):
+            first = 0 if phase is None or not phase.steps else trials.steps - phase.steps
+            if first < 0:
+                raise TaskError(f"phase '{phase.name}' runs {phase.steps} steps, but the task's trials have "
+                                f"{trials.steps}: set steps = {phase.steps} (or more) in the run block")
+            driven = set(phase.nudge + phase.clamp) if phase is not None else set()
+            result = self._run_steps(trials, first, learn, names, phase, driven)
+            if k == 0:
+                arrays = result
+        output = np.concatenate([arrays[name] for name in outputs], axis=2)
+        return output, {name: arrays[name] for name in record}
+
+    def _run_steps(self, trials: Trials, first: int, learn: bool, names: list[str], phase, driven: set):
+        """Steps ``first`` to the end of a trial, in segments with learning on or off (on where the
+        task's target counts for the whole batch); a phase that nudges or clamps gets its targets
+        throughout."""
+        sim, steps = self.sim, trials.steps
+        learning = trials.mask.all(axis=1) if learn else np.zeros(steps, dtype=bool)
         pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        start = 0
+        which = None if phase is None else phase.index
+        start = first
         while start < steps:
             stop = start + 1
             while stop < steps and learning[stop] == learning[start]:
                 stop += 1
             inputs = {name: trials.inputs[start:stop, :, s] for name, s in self.in_slices}
-            if learning[start]:
-                targets = {name: trials.targets[start:stop, :, s] for name, s in self.out_slices}
-                out = sim.run(inputs, record=names, targets=targets, learn=True)
-            else:
-                out = sim.run(inputs, record=names, learn=False)
+            given = {name: trials.targets[start:stop, :, s] for name, s in self.out_slices
+                     if learning[start] or name in driven}
+            out = sim.run(inputs, record=names, targets=given or None, learn=bool(learning[start]), phase=which)
             for name in names:
                 pieces[name].append(out[name])
             start = stop
-        arrays = {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
-        output = np.concatenate([arrays[name] for name in outputs], axis=2)
-        return output, {name: arrays[name] for name in record}
+        return {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
 
     def evaluate(self, split: str, record=(), record_trials: int = 0) -> Evaluation:
         """Run the task's ``split`` trials without learning (in batches, the last one padded);
@@ -431,7 +488,7 @@ def _shown(value) -> str:
     return str(value)
 
 
-OVERRIDABLE = ("task", "trials", "batch", "steps", "seed", "backend", "eval_every", "checkpoint_every")
+OVERRIDABLE = ("task", "trials", "batch", "steps", "seed", "backend", "eval_every", "checkpoint_every", "freeze")
 
 
 def resumed_config(meta: dict, overrides: dict) -> RunConfig:
