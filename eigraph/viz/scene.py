@@ -153,7 +153,22 @@ def connectivity_text(conn: dict) -> str:
         return "mask file"
     if kind == "weights":
         return "weights file"
+    if kind == "transpose" and "of" in conn:
+        scale = conn.get("scale", 1.0)
+        return f"tied: {format_number(scale) + ' x ' if scale != 1 else ''}({conn['of']})^T"
     return str(kind or conn.get("text", "?"))
+
+
+def phases_text(graph) -> str:
+    """The trial's phases in order, for the subtitle: 'phases: free 15 -> nudged 6 (clamp Output.E, ...)'."""
+    parts = []
+    for phase in graph.graph.get("phases") or []:
+        what = [f"{key} {', '.join(phase[key])}" for key in ("nudge", "clamp") if phase.get(key)]
+        if phase.get("couple"):
+            what.append("couple " + ", ".join(f"{p}.{c}" for p, c in phase["couple"]))
+        steps = f" {phase['steps']}" if phase.get("steps") else ""
+        parts.append(f"{phase['name']}{steps}" + (f" ({'; '.join(what)})" if what else ""))
+    return ("phases: " + " -> ".join(parts)) if parts else ""
 
 
 def delay_text(edge: dict, dt: float | None) -> str:
@@ -228,6 +243,8 @@ def build_scene(graph, diagnostics=(), highlight=(), labels: bool = True, detail
     name = graph.graph.get("name") or "network"
     subtitle = (f"{n_pop:,} population{'s' if n_pop != 1 else ''} · {style.human(neurons)} neurons · "
                 f"{n_proj:,} projection{'s' if n_proj != 1 else ''} · ~{style.human(synapses)} synapses")
+    if graph.graph.get("phases"):
+        subtitle += " · " + phases_text(graph)
     if summarise:
         scene = _summary_scene(graph, name, subtitle, n_pop, n_proj, max_populations)
     else:
@@ -288,8 +305,15 @@ def _full_scene(graph, name: str, subtitle: str) -> Scene:
                + (f", learn {learn['text']}" if learn else ""))
         edges.append(Edge(key, u, v, d.get("target_compartment"), d["sign"], bool(d.get("plastic")),
                           d["expected_synapses"], style.edge_width(d["expected_synapses"], lo, hi),
-                          learn["rule"] if learn else None, lines, tip))
+                          _rule_label(learn), lines, tip))
     return Scene(name, "", name, subtitle, nodes, edges, clusters, defaults=defaults, synapse_range=(lo, hi))
+
+
+def _rule_label(learn: dict | None) -> str | None:
+    """The rule's name, with the phases it learns in when it does not learn in every one."""
+    if not learn:
+        return None
+    return learn["rule"] + (f" in {', '.join(learn['phases'])}" if learn.get("phases") else "")
 
 
 def _common(values: list[str]) -> str | None:
