@@ -53,6 +53,8 @@ def summarize(model) -> str:
         for _, _, key, e in graph.edges(keys=True, data=True):
             init = e["init"]["text"] if e["init"] else "from file"
             learn = e["learn"]["text"] if e["learn"] else "-"
+            if e["learn"] and e["learn"].get("phases"):
+                learn += " in " + ", ".join(e["learn"]["phases"])
             rows.append([key, e["connectivity"].get("text", e["connectivity"]["kind"]), format_number(round(e["fan_in"], 2)),
                          init, f"{e['delay']} steps", learn])
         lines += _table(rows)
@@ -62,6 +64,10 @@ def summarize(model) -> str:
         for rule in plastic_rules:
             spec = graph.graph["rules"][rule]
             lines.append(f"  {rule}: " + "; ".join(spec["equations"]))
+    if graph.graph.get("phases"):
+        from eigraph.viz.scene import phases_text
+
+        lines += ["", phases_text(graph).replace("phases: ", "phases (in order): ", 1)]
     if model.run is not None:
         run = model.run
         lines += ["", "run:"]

@@ -201,7 +201,9 @@ class Program:
             elif op.kind == "learn":
                 q = self.projections[op.name]
                 how = "matrix products" if q.rule.analysis.factorised else "per-synapse kernel"
-                lines.append(f"  {i:3d}. learn     {q.name}: rule {q.rule.name} on {q.rule.timing} ({how})")
+                when = "" if q.learn_phases is None else \
+                    " in phase " + ", ".join(self.phases[k].name for k in q.learn_phases)
+                lines.append(f"  {i:3d}. learn     {q.name}: rule {q.rule.name} on {q.rule.timing}{when} ({how})")
             elif op.kind == "update":
                 q = self.projections[op.name]
                 steps = ["W += dw"] + (["clip at 0 (Dale)"] if self.dale and q.sign else []) + (
@@ -210,5 +212,21 @@ class Program:
                 lines.append(f"  {i:3d}. update    {q.name}: " + ", then ".join(steps))
             else:
                 lines.append(f"  {i:3d}. {op.kind:<9} {op.name}")
+        if self.phases:
+            lines += ["", "a trial's phases, in order (each a run of the step above, from the state the last left):"]
+            for phase in self.phases:
+                what = [f"nudge {', '.join(phase.nudge)} (beta {phase.beta:g})"] if phase.nudge else []
+                what += [f"clamp {', '.join(phase.clamp)}"] if phase.clamp else []
+                if phase.couple:
+                    relative = f" - at the end of {self.phases[phase.couple_from].name}" \
+                        if phase.couple_from is not None else ""
+                    clip = f", clipped to {list(phase.couple_clip)}" if phase.couple_clip else ""
+                    what.append(f"soma += {phase.couple_gain:g} * ({', '.join(f'{p}.{c}' for p, c in phase.couple)}"
+                                f"{relative}){clip}")
+                steps = f"{phase.steps} steps" if phase.steps else "the trial's steps"
+                lines.append(f"  {phase.index}. {phase.name}: {steps}" + ("; " + "; ".join(what) if what else ""))
+            for q in self.projections.values():
+                if q.tie is not None:
+                    lines.append(f"  {q.name} = {q.tie[1]:g} x transpose({q.tie[0]}) after every update")
         # one line per entry whatever a name holds (program.txt of `eigraph compile`)
         return "\n".join(visible(line) for line in lines)
