@@ -263,5 +263,6 @@ def test_spectral_radius_is_achieved(ei, precision):
 
 
 def test_spectral_radius_of_the_decision_model(ei):
-    sim = ei.example("decision.ei").compile(backend="numba")
+    # batch 2: the kernel test_same_seed_same_weights_on_every_backend_and_compile compiled
+    sim = ei.example("decision.ei").compile(backend="numba", batch=2)
     assert np.abs(np.linalg.eigvals(effective_matrix(sim))).max() == pytest.approx(1.5, rel=1e-6)
