@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, run_batch
 from conftest import MODELS as ROOT_MODELS
 
 import eigraph
@@ -291,18 +291,22 @@ def assert_match(expected, got, dtype, exact=False):
 
 # The generated kernel fixes the batch size (``B`` is a constant), so each (model, batch) pair is a
 # Numba compile of its own (5-35 s on CI). No generated code depends on the batch being 1 (the
-# loops run over ``range(B)``), and only batches that are a multiple of 8 take the SIMD sparse
-# rows (tests/test_simd.py). So every model runs at BATCH, the batch every other test in this
-# file (and test_connectivity.py) compiles it at, so that one kernel per model serves them all,
-# and delays.ei (which every test of batch 1 here uses) at batch 1 too.
+# loops run over ``range(B)``), and only float32 batches that are a multiple of 8 take the SIMD
+# sparse rows (tests/test_simd.py). So each model runs at one batch, the one the other tests
+# compile it at, and one kernel per model serves them all: the example models at the batch of
+# their run block (``run_batch``: 20, 16, 10, 8 and 1, the kernels ``eigraph run`` compiles in
+# tests/test_run.py and test_learning.py), the custom models at BATCH (the batch of every other
+# test in this file), and delays.ei (which the batch-1 tests here use) at batch 1 too.
 BATCH = 2
-MATCH_CASES = [pytest.param(name, BATCH, id=f"{name}-{BATCH}") for name in EXAMPLES + list(CUSTOM)] + [
+MATCH_CASES = [pytest.param(name, None, id=name) for name in EXAMPLES] + [
+    pytest.param(name, BATCH, id=f"{name}-{BATCH}") for name in CUSTOM] + [
     pytest.param("delays.ei", 1, id="delays.ei-1")]
 
 
 @pytest.mark.parametrize("name, batch", MATCH_CASES)
 def test_backend_matches_reference(ei, backend, name, batch):
     model = get_model(ei, name)
+    batch = batch or run_batch(model)
     reference, sim, expected, got = run_both(ei, model, backend, batch)
     assert sim.n == reference.n == STEPS
     # the numpy backend against itself: a second run must agree bit for bit
@@ -319,7 +323,7 @@ def test_backend_matches_reference(ei, backend, name, batch):
 def test_backend_matches_reference_without_learning(ei, backend, name):
     """The dynamics alone (learn=False), so that a difference is easy to place."""
     model = get_model(ei, name)
-    reference, sim, expected, got = run_both(ei, model, backend, BATCH, learn=False)
+    reference, sim, expected, got = run_both(ei, model, backend, run_batch(model), learn=False)
     assert_match(expected, got, reference.program.dtype, exact=(backend == "numpy"))
     for key in reference.weights:
         np.testing.assert_array_equal(sim.weights[key], reference.weights[key], err_msg=key)
