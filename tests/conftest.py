@@ -105,6 +105,15 @@ class Helper:
         return names
 
 
+def run_batch(model) -> int:
+    """The batch size of the model's ``run`` block (1 without one): ``eigraph run`` compiles the
+    example models at it (tests/test_run.py), so a test comparing an example across backends at
+    this batch reuses that kernel instead of compiling one more (each batch size is a Numba
+    compile of its own: ``B`` is a constant of the generated kernel)."""
+    run = getattr(model, "run", None)
+    return int(run.batch) if run is not None and run.batch else 1
+
+
 @pytest.fixture(scope="session")
 def ei(tmp_path_factory) -> Helper:
     return Helper(tmp_path_factory.mktemp("models"))

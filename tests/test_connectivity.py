@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, run_batch
 from test_runtime_backends import CUSTOM, custom
 
 from eigraph.compile.lower import effective_recurrent_matrix, spectral_radius
@@ -180,7 +180,8 @@ def test_same_seed_same_weights_on_every_backend_and_compile(ei, name):
     model = custom(ei, name) if name in CUSTOM else ei.example(name)
     a = model.compile(backend="numpy")
     b = model.compile(backend="numpy", batch=3, seed=99)  # the noise seed does not touch the weights
-    c = model.compile(backend="numba", batch=2)
+    # the batch the other tests compile this model at (one Numba compile per model and batch)
+    c = model.compile(backend="numba", batch=2 if name in CUSTOM else run_batch(model))
     assert list(a.weights) == list(b.weights) == list(c.weights)
     for key in a.weights:
         np.testing.assert_array_equal(b.weights[key], a.weights[key], err_msg=key)
@@ -263,5 +264,7 @@ def test_spectral_radius_is_achieved(ei, precision):
 
 
 def test_spectral_radius_of_the_decision_model(ei):
-    sim = ei.example("decision.ei").compile(backend="numba")
+    # the kernel test_same_seed_same_weights_on_every_backend_and_compile compiled
+    model = ei.example("decision.ei")
+    sim = model.compile(backend="numba", batch=run_batch(model))
     assert np.abs(np.linalg.eigvals(effective_matrix(sim))).max() == pytest.approx(1.5, rel=1e-6)

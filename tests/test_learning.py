@@ -664,20 +664,21 @@ def test_validate_reports_target_error_as_c303(tmp_path, capsys):
 # ================================================================================================
 def test_learning_state_survives_chunking_and_save_load(folder, backend, tmp_path):
     model = load_text(folder, "semantics.ei", SEMANTICS)
-    inputs = np.random.default_rng(9).random((40, 2, 3))
+    # batch 3: the kernel test_rule_semantics_match_hand_simulation compiled (one compile per batch)
+    inputs = np.random.default_rng(9).random((40, 3, 3))
 
     def state(sim):
         return ({n: sim.weights[n] for n in sim.weights}, {n: v.copy() for n, v in sim.traces.items()})
 
-    straight = model.compile(backend=backend, batch=2)
+    straight = model.compile(backend=backend, batch=3)
     straight.run(inputs, record=[])
     expected = state(straight)
 
-    sim = model.compile(backend=backend, batch=2)
+    sim = model.compile(backend=backend, batch=3)
     sim.run(inputs[:20], record=[])
     sim.save(tmp_path / "half.npz")
     sim.run(inputs[20:], record=[], every=7, callback=lambda s: None)
-    resumed = model.compile(backend=backend, batch=2)
+    resumed = model.compile(backend=backend, batch=3)
     resumed.load(tmp_path / "half.npz")
     resumed.run(inputs[20:], record=[])
     for got in (state(sim), state(resumed)):
@@ -687,7 +688,7 @@ def test_learning_state_survives_chunking_and_save_load(folder, backend, tmp_pat
             np.testing.assert_array_equal(got[1][name], value, err_msg=name)
     # reset(weights=True) restores the initial weights and traces
     sim.reset(weights=True)
-    fresh = model.compile(backend=backend, batch=2)
+    fresh = model.compile(backend=backend, batch=3)
     for name in fresh.weights:
         np.testing.assert_array_equal(sim.weights[name], fresh.weights[name], err_msg=name)
     for name, value in fresh.traces.items():

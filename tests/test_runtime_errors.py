@@ -154,7 +154,7 @@ def test_other_input_errors(two, backend):
 
 
 def test_weight_assignment_errors(two, backend):
-    sim = two.compile(backend=backend, batch=1)
+    sim = two.compile(backend=backend, batch=2)  # the kernel of the tests above (a compile per batch)
     with pytest.raises(InputError, match="E->out.*\\(2, 4\\).*\\(4, 2\\)"):
         sim.weights["E->out"] = np.zeros((4, 2))
     with pytest.raises(InputError, match="E->out.*NaN"):

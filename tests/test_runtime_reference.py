@@ -131,14 +131,17 @@ def test_delays_shift_an_impulse_by_exactly_their_steps(shifts, backend, at):
 
 def test_delays_continue_across_calls(shifts, backend):
     """The ring buffers carry a delayed signal over from one run call to the next."""
-    sim = shifts.compile(backend=backend)
-    signal = np.arange(1.0, 13.0)[:, None, None]
+    # batch 2, the kernel the test above compiled (each batch size is a Numba compile of its own);
+    # the second batch element carries another signal, so the elements must not mix either
+    sim = shifts.compile(backend=backend, batch=2)
+    ramp = np.arange(1.0, 13.0)
+    signal = np.stack([ramp, 20.0 - ramp], axis=1)[:, :, None]
     first = sim.run(signal[:2], record=["D3.r", "B3.r"])
     second = sim.run(signal[2:], record=["D3.r", "B3.r"])
-    got = np.concatenate([first["D3.r"], second["D3.r"]])[:, 0, 0]
-    np.testing.assert_array_equal(got, np.concatenate([[0, 0, 0], signal[:-3, 0, 0]]))
-    got = np.concatenate([first["B3.r"], second["B3.r"]])[:, 0, 0]
-    np.testing.assert_array_equal(got, np.concatenate([[0, 0, 0], signal[:-3, 0, 0]]))
+    expected = np.concatenate([np.zeros((3, 2)), signal[:-3, :, 0]])
+    for name in ("D3.r", "B3.r"):
+        got = np.concatenate([first[name], second[name]])[:, :, 0]
+        np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,8 +193,8 @@ def test_zero_delay_chain_settles_in_one_step(chain, backend):
 
 def test_sign_and_gain_of_a_delivery(chain, backend):
     """An inhibitory source delivers -gain * W @ r (W a magnitude); gain multiplies."""
-    sim = chain.compile(backend=backend, batch=2)
-    drive = np.random.default_rng(2).random((6, 2, 2))
+    sim = chain.compile(backend=backend, batch=3)  # the kernel of the test above
+    drive = np.random.default_rng(2).random((6, 3, 2))
     out = sim.run(drive, record=["Q.r", "Neg.r", "G.r"])
     np.testing.assert_allclose(out["Q.r"], drive, **EXACT)  # from an excitatory input: +
     np.testing.assert_allclose(out["Neg.r"], -0.5 * drive, **EXACT)  # from inhibitory Q: -
@@ -293,15 +296,17 @@ def test_activation_functions(ei, backend):
 
 
 def test_initial_rate_is_f_of_x0_and_readout_is_discrete(ei, backend):
-    sim = ei.load("functions.ei", ACTIVATIONS).compile(backend=backend)
+    sim = ei.load("functions.ei", ACTIVATIONS).compile(backend=backend, batch=3)  # the kernel above
+    assert sim.read("Tx0.r").shape[1] == 3  # (N, B)
     np.testing.assert_allclose(sim.read("Tx0.r"), np.tanh(0.7), **EXACT)  # r[0] = f(x0)
     smax = sim.read("Smax.r")
     np.testing.assert_allclose(smax, 0.25, **EXACT)  # softmax of equal x0 over 4 neurons
-    out = sim.run(np.zeros((6, 1, 3)), record=["Tx0.x", "out.r", "out.x"])
+    out = sim.run(np.zeros((6, 3, 3)), record=["Tx0.x", "out.r", "out.x"])
     x = 0.7 * 0.5 ** np.arange(1, 7)  # alpha = 1/2, no input
-    np.testing.assert_allclose(out["Tx0.x"][:, 0, 0], x, **EXACT)
-    # the readout (tau = 1 steps: x = input) reads Tx0's rate of the step before (delay 1)
-    np.testing.assert_allclose(out["out.r"][:, 0, 0], np.tanh(np.concatenate([[0.7], x[:-1]])), **EXACT)
+    for b in range(3):
+        np.testing.assert_allclose(out["Tx0.x"][:, b, 0], x, **EXACT)
+        # the readout (tau = 1 steps: x = input) reads Tx0's rate of the step before (delay 1)
+        np.testing.assert_allclose(out["out.r"][:, b, 0], np.tanh(np.concatenate([[0.7], x[:-1]])), **EXACT)
     np.testing.assert_array_equal(out["out.r"], out["out.x"])
 
 

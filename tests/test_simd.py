@@ -100,7 +100,9 @@ def compare(ei, precision: str, batch: int, steps: int = 25):
     return sim
 
 
-@pytest.mark.parametrize("batch", [8, 16, 80])
+# 8: one piece of the narrowest width; 80: a full piece of 64 and a remainder of 16 (all widths
+# are checked one by one in test_csr_row_matches_numpy); each batch is a kernel compile of its own
+@pytest.mark.parametrize("batch", [8, 80])
 def test_kernels_with_the_simd_rows_match_the_reference(ei, batch):
     sim = compare(ei, "float32", batch)
     for first, width in simd.pieces(batch):
