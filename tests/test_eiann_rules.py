@@ -252,3 +252,44 @@ def test_btsp_gives_its_equation_with_the_previous_trial_in_its_traces(tmp_path)
         np.testing.assert_allclose(weights[1], expected, atol=1e-12, err_msg=backend)
         np.testing.assert_allclose(sim.traces["p->H.basal:et_past"].ravel(), [0, 0.6, 1], atol=1e-12)
         np.testing.assert_allclose(sim.traces["p->H.basal:plateau_past"].ravel(), [-0.3, 1, 0], atol=1e-12)
+
+
+# normalize at initialisation ------------------------------------------------------------------------
+NORMALIZED = """\
+network n { seed = 4; precision = float64; dt = 1 ms }
+population x : input(6)
+population big : input(200)
+population E : E(5)
+population F : E(200)
+x -> E : dense, init = uniform(0, 1), normalize = 2
+E -> E : dense, init = uniform(0, 1), normalize = 0.5, learn = hebb(eta = 0.01)
+big -> F : sparse(p = 0.1), init = uniform(0, 1), normalize = 3
+E -> x2 : dense, init = uniform(0, 1)
+population x2 : E(6)
+x2 -> E : transpose("E->x2", scale = 2)
+x -> x2 : dense, init = uniform(0, 1), normalize = 1.5
+"""
+
+
+def test_normalize_holds_from_initialisation(tmp_path):
+    """EIANN applies normalize_weight after weight init as well as after every step: each row's L1
+    sum is the normalize value from the start, for dense, masked (no autapses) and CSR weights,
+    for projections that learn and those that do not."""
+    model = _load(tmp_path, NORMALIZED)
+    sim = model.compile(backend="numpy", batch=1)
+    plan = sim.program.projections
+    assert plan["E->E"].weights.mask is not None and plan["big->F"].weights.is_sparse  # the three layouts
+    for name, total in (("x->E", 2.0), ("E->E", 0.5), ("big->F", 3.0), ("x->x2", 1.5)):
+        w = sim.weights[name]
+        sums = np.abs(w).sum(axis=1)
+        present = sums > 0  # a sparse row may have no synapse: it is left alone
+        assert present.sum() >= 0.9 * len(sums)
+        np.testing.assert_allclose(sums[present], total, rtol=1e-12, err_msg=name)
+    assert (np.diag(sim.weights["E->E"]) == 0).all()  # the mask still holds
+    # not normalized: the draw itself (row sums of uniform(0, 1) over 5 inputs are not all 1 or 2)
+    assert np.ptp(np.abs(sim.weights["E->x2"]).sum(axis=1)) > 0.1
+    np.testing.assert_allclose(sim.weights["x2->E"], 2 * sim.weights["E->x2"].T)
+    # the normalized weights are the initial ones: a reset goes back to them
+    sim.weights["x->E"] = np.full((5, 6), 0.1)
+    sim.reset(weights=True)
+    np.testing.assert_allclose(np.abs(sim.weights["x->E"]).sum(axis=1), 2.0, rtol=1e-12)
