@@ -293,3 +293,43 @@ def test_normalize_holds_from_initialisation(tmp_path):
     sim.weights["x->E"] = np.full((5, 6), 0.1)
     sim.reset(weights=True)
     np.testing.assert_allclose(np.abs(sim.weights["x->E"]).sum(axis=1), 2.0, rtol=1e-12)
+
+
+# a trace read through a temporary -------------------------------------------------------------------
+THROUGH_A_TEMPORARY = """\
+network s { seed = 1; precision = float64; dt = 1 ms }
+population x : input(2)
+population H : E(2, tau = 1 steps)
+rule before(eta = 0.1) on trial {
+    u = 2 * z
+    dw = eta * u * post
+    z' = (pre - z) / dt
+}
+rule both(eta = 0.1) on trial {
+    u = 2 * z
+    z' = (pre - z) / dt
+    dw = eta * (u - z) * post + eta * z * post
+}
+x -> H : dense, init = constant(0.5), learn = before
+x -> H : dense, init = constant(0.5), learn = both, name = "both"
+"""
+
+
+def test_a_trace_read_through_a_temporary_is_read_where_the_temporary_is(tmp_path):
+    """btsp's dw reads its traces before their equations: a temporary written before a trace's
+    equation holds its old value on Numba too (dw's products have the temporaries written in),
+    and a dw needing the old and the new value of one trace is still right."""
+    model = _load(tmp_path, THROUGH_A_TEMPORARY)
+    x = np.array([[[0.2, 0.9]], [[0.6, 0.1]], [[0.3, 0.4]]])
+    weights = {}
+    for backend in BACKENDS:
+        sim = model.compile(backend=backend, batch=1)
+        sim.run({"x": x})
+        weights[backend] = (sim.weights["x->H"], sim.weights["both"])
+    # on trial: dw once, at the last step, where z_old = x of the step before = [0.6, 0.1] and
+    # post = 2 projections * 0.5 * (0.3 + 0.4) = 0.7; u = 2 * z_old, so dw = 0.1 * 2 * z_old * post for
+    # both rules ((u - z) + z = u)
+    expected = 0.5 + 0.1 * 2 * 0.7 * np.array([[0.6, 0.1], [0.6, 0.1]])  # [0.584, 0.514] in each row
+    for backend, (before, both) in weights.items():
+        np.testing.assert_allclose(before, expected, atol=1e-12, err_msg=backend)
+        np.testing.assert_allclose(both, expected, atol=1e-12, err_msg=backend)
