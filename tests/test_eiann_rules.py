@@ -10,7 +10,9 @@ Each model runs on the NumPy reference and on Numba (one kernel for all its rule
   (Supervised_BCM_4, its threshold over two trials), htc (Hebbian_Temporal_Contrast, gated and
   not), td_htc / td_htc_3 (Top_Down_Hebbian_Temporal_Contrast_1 / _3): one model, one trial;
 - btsp (BTSP_19) over two trials, its traces carrying the first trial's plateau and rate;
-- normalize sets each row's L1 sum at initialisation too (dense, masked dense and CSR).
+- dendritic_loss cancels the free-phase apical input it is trained on;
+- normalize sets each row's L1 sum at initialisation too (dense, masked dense and CSR);
+- Numba reads a trace through a temporary where NumPy does (btsp reads its traces that way).
 """
 
 from __future__ import annotations
@@ -333,3 +335,37 @@ def test_a_trace_read_through_a_temporary_is_read_where_the_temporary_is(tmp_pat
     for backend, (before, both) in weights.items():
         np.testing.assert_allclose(before, expected, atol=1e-12, err_msg=backend)
         np.testing.assert_allclose(both, expected, atol=1e-12, err_msg=backend)
+
+
+DENDRITIC_LOSS = """\
+network dl { seed = 2; precision = float64 }
+celltype Pyr : excitatory { tau = 1 steps; activation = relu; compartments = [apical] }
+celltype PV : inhibitory { tau = 1 steps; activation = relu }
+population x : input(4)
+population H : Pyr(3)
+population D : PV(6)
+x -> H : dense, init = uniform(0, 0.5)
+x -> D : dense, init = uniform(0, 1)
+x -> H.apical : dense, init = uniform(0, 1), name = "top_down"
+D -> H.apical : dense, init = uniform(0, 0.1), delay = 0 steps, learn = dendritic_loss(eta = 0.05), phase = nudged
+phase free   { steps = 1 }
+phase nudged { steps = 1 }
+"""
+
+
+def test_dendritic_loss_cancels_the_free_phase_apical_input(tmp_path):
+    """What DendriticLoss_6 is for: the learned inhibition cancels the fixed top-down drive of
+    the free phase (8 input patterns, 300 trials), so the dendrite is near 0 before any nudge."""
+    sim = _load(tmp_path, DENDRITIC_LOSS).compile(backend="numpy", batch=8)
+    x = {"x": np.random.default_rng(0).uniform(0, 1, (1, 8, 4))}
+
+    def free_apical():
+        sim.reset_state()
+        return np.abs(sim.run(x, phase="free", record=["H.apical"], learn=False)["H.apical"][0]).mean()
+
+    before = free_apical()  # about 0.62
+    for _ in range(300):
+        sim.reset_state()
+        sim.run(x, phase="free")
+        sim.run(x, phase="nudged")
+    assert free_apical() < 0.25 * before  # about 0.12
