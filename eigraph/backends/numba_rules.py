@@ -62,6 +62,32 @@ class RuleEmitter:
                     later_group = _ORDER[self.side[pos]] > _ORDER[self.analysis.trace_shape[node.dotted]]
                     if pos < trace_pos and (later_group or is_dw):
                         self.snapshots.setdefault(node.dotted, set()).add(pos)
+        self.matrix_products = self.analysis.factorised and self._inlined_reads_agree()
+
+    def _inlined_reads_agree(self) -> bool:
+        """The factorised dw has its temporaries written into it, so a trace it reads through a
+        temporary is read where dw is. A temporary written before the trace's equation saw the
+        old value: dw then reads the snapshot. Where dw would need both the old and the new value
+        of one trace, it is evaluated per synapse instead (temporaries kept in order)."""
+        dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
+        old: dict[str, set[bool]] = {}
+
+        def visit(pos: int, seen: frozenset) -> None:
+            for node in ex.walk(self.statements[pos].value):
+                if not isinstance(node, ex.Name):
+                    continue
+                if node.dotted in self.ode_pos:
+                    old.setdefault(node.dotted, set()).add(pos < self.ode_pos[node.dotted])
+                elif node.dotted in self.temps and node.dotted not in seen:
+                    visit(self.temps[node.dotted], seen | {node.dotted})
+
+        visit(dw_pos, frozenset())
+        if any(len(kinds) > 1 for kinds in old.values()):
+            return False
+        for trace, kinds in old.items():
+            if kinds == {True}:
+                self.snapshots.setdefault(trace, set()).add(dw_pos)
+        return True
 
     # names ---------------------------------------------------------------------------------
     def trace_var(self, name: str) -> str:
@@ -167,7 +193,7 @@ class RuleEmitter:
         i_pre, i_post = pre.ident, post.ident
         slot_pre = {0: f"(n + 1) % {pre.history}", 1: f"n % {pre.history}"}.get(q.delay, f"(n + 1 - {q.delay}) % {pre.history}")
         body(f"# rule {comment_text(rule.name)} on {comment_text(q.name)} "
-             f"({'matrix products' if self.analysis.factorised else 'per synapse'}, on {comment_text(rule.timing)})")
+             f"({'matrix products' if self.matrix_products else 'per synapse'}, on {comment_text(rule.timing)})")
         body(f"pre_{self.id} = r_{i_pre}[{slot_pre}]")
         body(f"post_{self.id} = r_{i_post}[(n + 1) % {post.history}]")
         body(f"apply_{self.id} = {timing_apply}")
@@ -191,7 +217,7 @@ class RuleEmitter:
         body("    status[0] = n")
         body(f"    status[1] = {1000 + self.q.index}")
         body("    return 1")
-        if self.analysis.factorised:
+        if self.matrix_products:
             self.factorised(body)
         else:
             self.per_synapse(body)
@@ -234,7 +260,7 @@ class RuleEmitter:
                 if isinstance(n, ex.Call) and n.func == "mean"}
         for side in sorted(uses):
             out.append(f"m{side}_{self.id} = np.empty(B, dtype=np.{dtype})")
-        if self.analysis.factorised:
+        if self.matrix_products:
             for t, term in enumerate(self.analysis.terms):
                 if term_factor(term, POST) is not None or term.batch:
                     out.append(f"A_{self.id}_{t} = np.empty(({post}, B), dtype=np.{dtype})")

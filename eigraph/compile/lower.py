@@ -78,6 +78,7 @@ def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
     program = Program(graph.graph["name"], graph.graph["file"], dtype, graph.graph["dt"], seed, populations,
                       projections, dale=graph.graph["dale"], phases=phases)
     program.phase_values = phase_values(program)
+    normalize_initial(program)
     fill_ties(program)
     if graph.graph["spectral_radius"]:
         rescale_recurrent(program, graph.graph["spectral_radius"])
@@ -85,6 +86,18 @@ def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
     program.ops = order_ops(program)
     program.content_hash = content_hash(graph, program)
     return program
+
+
+def normalize_initial(program: Program) -> None:
+    """``normalize = S`` holds from the start, as after every update (EIANN constrains its weights
+    at initialisation too): each row's L1 sum set to S, rows summing to 0 left alone. Runs before
+    ties are filled, so a projection tied to a normalized one starts from the normalized weights."""
+    from eigraph.backends.numpy_ref import _normalize  # the same arithmetic as after an update
+
+    for q in program.projections.values():
+        if q.normalize and q.tie is None:
+            w = q.weights
+            _normalize(w, w.data if w.is_sparse else w.dense, q.normalize)
 
 
 def fill_ties(program: Program) -> None:
