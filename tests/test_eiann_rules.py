@@ -369,3 +369,28 @@ def test_dendritic_loss_cancels_the_free_phase_apical_input(tmp_path):
         sim.run(x, phase="free")
         sim.run(x, phase="nudged")
     assert free_apical() < 0.25 * before  # about 0.12
+
+
+def test_a_temporary_holds_the_trace_value_it_was_given(tmp_path):
+    """``u = z`` keeps z's value at that line: the trace's equation below it must not change u
+    (the NumPy reference once kept a view of the trace). z(0) = 0, z' = 1 / tau with dt / tau = 0.25:
+    step 1 reads u = 0 (w stays 1), step 2 reads u = 0.25 (w = 1 + 0.5 * 0.25)."""
+    path = tmp_path / "alias.ei"
+    path.write_text("""\
+network alias { dt = 1 ms; seed = 1; precision = float64 }
+population x : input(1)
+population y : readout(1)
+rule alias(eta = 0.5, tau_z = 4 ms) {
+    u = z
+    z' = 1 / tau_z
+    dw = eta * u
+}
+x -> y : dense, init = constant(1), learn = alias
+""")
+    model = eigraph.load(path)
+    for backend in ("numpy", "numba"):
+        sim = model.compile(backend=backend, batch=1)
+        sim.run(steps=1)
+        assert sim.weights["x->y"][0, 0] == pytest.approx(1.0), backend
+        sim.run(steps=1)
+        assert sim.weights["x->y"][0, 0] == pytest.approx(1.125), backend

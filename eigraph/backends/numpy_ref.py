@@ -220,7 +220,7 @@ class NumpyBackend:
                     full = np.broadcast_to(np.asarray(value, dtype=program.dtype), frame).mean(axis=-1)
                     dw = full[rows, w.indices] if w.is_sparse else full
             else:
-                temps[statement.target] = value
+                temps[statement.target] = np.array(value, copy=True)  # not a view of a trace a later line changes
         return dw
 
 
