@@ -9,8 +9,8 @@ a hidden population other than the output frozen (``--freeze``: the ablation; th
 accuracy, mean and range over the seeds, for both, and the difference.
 
 Speed: for each model, the median wall time of one training batch with every phase (the
-trainer's ``run_batch``), beside the sum of its phases run alone (each phase's steps as one
-``sim.run`` call with the same arrays, learning on). Target (issue 11): the two-phase trial costs
+trainer's ``run_batch``), beside the sum of its phases run alone (each phase a trial of its own:
+``reset_state`` and its steps as one ``sim.run`` call with the same arrays, learning on). Target (issue 11): the two-phase trial costs
 no more than the sum of its phases.
 """
 
@@ -65,8 +65,8 @@ def phase_costs(model, backend: str, repeats: int = 30) -> tuple[float, float]:
             first = trials.steps - (phase.steps or trials.steps)
             inputs = {name: trials.inputs[first:, :, s] for name, s in trainer.in_slices}
             targets = {name: trials.targets[first:, :, s] for name, s in trainer.out_slices}
+            start = time.perf_counter()  # each phase alone is a trial of its own: from rest
             sim.reset_state()
-            start = time.perf_counter()
             sim.run(inputs, record=[f"{n}.r" for n, _ in trainer.out_slices], targets=targets, learn=True,
                     phase=phase.index)
             total += time.perf_counter() - start

@@ -280,7 +280,8 @@ class Trainer:
                 raise TaskError(f"phase '{phase.name}' runs {phase.steps} steps, but the task's trials have "
                                 f"{trials.steps}: set steps = {phase.steps} (or more) in the run block")
             driven = set(phase.nudge + phase.clamp) if phase is not None else set()
-            result = self._run_steps(trials, first, learn, names, phase, driven)
+            # only the free phase's output is scored and recorded: the later phases record nothing
+            result = self._run_steps(trials, first, learn, names if k == 0 else [], phase, driven)
             if k == 0:
                 arrays = result
         output = np.concatenate([arrays[name] for name in outputs], axis=2)
@@ -292,8 +293,18 @@ class Trainer:
         throughout."""
         sim, steps = self.sim, trials.steps
         learning = trials.mask.all(axis=1) if learn else np.zeros(steps, dtype=bool)
-        pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
         which = None if phase is None else phase.index
+        if phase is not None and learn:
+            program = sim.program
+            rules = [q.rule for q in program.plastic if program.learns_in(q, phase.index)]
+            if not rules:  # nothing learns in this phase: one call
+                learning = np.zeros(steps, dtype=bool)
+            elif all(r.timing == "trial" and not r.analysis.trace_shape for r in rules) and learning[-1] and \
+                    not (np.diff(learning[first:].astype(np.int8)) < 0).any():
+                # rules without traces that update once, at the end of the phase, give the same
+                # weights from one call over the phase as from a last learning segment: one call
+                learning = np.ones(steps, dtype=bool)
+        pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
         start = first
         while start < steps:
             stop = start + 1
