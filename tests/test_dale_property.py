@@ -7,7 +7,8 @@ magnitudes through ``sim.weights`` is refused.
 
 Property-based: hypothesis writes random small models (random E and I populations, a readout
 that may feed back with a sign override, projections with random connectivity, init, gain,
-delay, learning rule, bounds and normalize, sometimes a spectral radius).
+delay, learning rule, bounds and normalize, sometimes a spectral radius, sometimes a projection
+tied to another's transpose, which must equal scale x that transpose after every step).
 """
 
 from __future__ import annotations
@@ -103,8 +104,17 @@ def random_models(draw):
             keys.append("autapses = true")
         keys.append(f'name = "p{index}"')
         projections.append(f"{source} -> {target} : " + ", ".join(keys))
+    sources = {f"p{i}": s for i, (s, _t) in enumerate(chosen)}
+    # sometimes a projection tied to the transpose of a dense one between two hidden populations
+    dense = [(i, s, t) for i, (s, t) in enumerate(chosen) if s != t and s in hidden and t in hidden
+             and projections[i].split(" : ")[1].startswith("dense")]
+    if dense and draw(st.booleans()):
+        index, source, target = draw(st.sampled_from(dense))
+        scale = draw(st.floats(0, 2))
+        projections.append(f'{target} -> {source} : transpose("p{index}", scale = {scale:.3g}), name = "t{index}"')
+        sources[f"t{index}"] = target
     lines += projections
-    return "\n".join(lines) + "\n", signs, {f"p{i}": s for i, (s, _t) in enumerate(chosen)}
+    return "\n".join(lines) + "\n", signs, sources
 
 
 def assert_dale(sim, signs, sources, when):
@@ -146,14 +156,24 @@ def test_dale_holds_in_every_run(tmp_path_factory, case, batch, rnd):
     rng = np.random.default_rng(rnd.randint(0, 2**32 - 1))
     inputs = rng.random((steps, batch, sim.program.populations["inp"].size)) * 2
     reward = rng.standard_normal((steps, batch))
+    ties = [(q.name, q.tie) for q in sim.program.projections.values() if q.tie is not None]
+
+    def tied(s, where="after a step"):  # a tied projection is scale x the transpose, after every update
+        for name, (of, scale) in ties:
+            np.testing.assert_allclose(s.weights[name], np.float32(scale) * s.weights[of].T, rtol=1e-6,
+                                       err_msg=f"{name} ({where})")
+
+    tied(sim, "after init")
     try:
-        sim.run(inputs, reward=reward)
+        sim.run(inputs, reward=reward, every=1, callback=tied)
     except SimulationError:
         pass  # a runaway network or rule: the weights before the failing step must still obey Dale
     assert_dale(sim, signs, sources, f"after {sim.n} steps of learning")
 
     # the API refuses negative magnitudes, and takes non-negative ones
     for name, source in sources.items():
+        if sim.program.projections[name].tie is not None:
+            continue  # set through the projection it is tied to (refused directly: test_phases.py)
         w = sim.weights[name]
         if not np.isfinite(w).all():
             continue
@@ -165,6 +185,7 @@ def test_dale_holds_in_every_run(tmp_path_factory, case, batch, rnd):
         sim.weights[name] = w / 2
         np.testing.assert_allclose(sim.weights[name], w / 2)
     assert_dale(sim, signs, sources, "after assignments")
+    tied(sim, "after assignments")
 
 
 ANTI = """\
