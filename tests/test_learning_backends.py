@@ -286,8 +286,8 @@ TWO_PHASE_TESTS = ("test_phases.py", "test_eiann_rules.py")
 
 
 def test_every_builtin_rule_is_in_the_zoo():
-    from eigraph.frontend.dsl import parse_document
     from eigraph.expr import ast as ex
+    from eigraph.frontend.dsl import parse_document
 
     prelude = (Path(eigraph.__file__).parent / "model" / "prelude.ei").read_text(encoding="utf-8")
     doc, _ = parse_document(prelude, "prelude.ei")

@@ -109,6 +109,23 @@ def test_phase_and_tie_findings(tmp_path, capsys, change, code, where):
     assert "hint:" in out
 
 
+def test_more_phase_findings(tmp_path, capsys):
+    # a clamped softmax population, a phase list naming nothing: errors
+    text = BASE.replace("celltype Out : excitatory { tau = 2 steps; activation = relu }",
+                        "celltype Out : excitatory { tau = 2 steps; activation = softmax }").replace(
+        "nudge = O; beta = 0.7;", "clamp = O;").replace("phase = [free, nudged]", "phase = []")
+    out = _validate(tmp_path, text + "run { task = digits; inputs = x; targets = O }\n", capsys)
+    assert "error[P706]" in out and "softmax" in out
+    assert "error[P703]" in out and "names no phase" in out
+    # beta without a nudge, couple_gain without couple: warnings, exit 0
+    path = tmp_path / "w.ei"
+    path.write_text(BASE.replace("phase free   { steps = 6 }", "phase free   { steps = 6; beta = 2; couple_gain = 3 }")
+                    + "run { task = digits; inputs = x; targets = O }\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning[P707]") == 2 and "beta in phase 'free' has no effect without nudge" in out
+
+
 def test_phase_value_in_a_model_without_phases(tmp_path, capsys):
     text = """\
     population x : input(2)
@@ -316,6 +333,61 @@ def test_simulator_refuses_a_bad_phase_and_a_nudge_without_targets(tmp_path):
                      "plain.ei")
     with pytest.raises(InputError, match="declares no phases"):
         plain.compile(backend="numpy").run(steps=2, phase="free")
+
+
+def test_save_load_keep_the_phase_values_and_reset_state_clears_them(tmp_path):
+    model, _ = _load(tmp_path, PHASED)
+    sim = model.compile(backend="numpy", batch=3)
+    x, target = _trial_arrays(0, 6)
+    sim.run(x, phase="free", targets={"O": target})
+    kept = {key: value.copy() for key, value in sim.phase_values.items()}
+    assert all(np.abs(v).sum() > 0 for v in kept.values())
+    sim.save(tmp_path / "state.npz")
+    other = model.compile(backend="numpy", batch=3)
+    other.load(tmp_path / "state.npz")
+    for key, value in kept.items():
+        np.testing.assert_array_equal(other.phase_values[key], value)
+    assert other.phase == 0
+    other.reset_state()
+    assert all(not v.any() for v in other.phase_values.values())
+
+
+def test_a_reward_rule_learning_in_another_phase_needs_no_reward_here(tmp_path):
+    text = """\
+    network rw { dt = 1 ms; seed = 1; precision = float64 }
+    population x : input(2)
+    population E : E(3) { tau = 2 ms }
+    population O : readout(2)
+    x -> E : dense, init = uniform(0, 1), learn = reward_hebb(eta = 0.1, tau_e = 5 ms), phase = second
+    E -> O : dense, init = uniform(0, 1)
+    phase free   { steps = 3 }
+    phase second { steps = 3 }
+    """
+    model, _ = _load(tmp_path, text)
+    for backend in ("numpy", "numba"):
+        sim = model.compile(backend=backend, batch=1)
+        sim.run(np.ones((3, 1, 2)), phase="free", learn=True)  # the rule does not learn here
+        with pytest.raises(InputError, match="reward"):
+            sim.run(np.ones((3, 1, 2)), phase="second", learn=True)
+
+
+def test_run_refuses_phases_that_do_not_fit_the_trial(tmp_path, capsys):
+    # digits trials have the run block's steps: a free phase shorter than the trial is not scored
+    # against the whole trial, a later phase longer than it has no steps to present
+    for change, message in ((("phase free   { steps = 6 }", "phase free   { steps = 4 }"), "the free phase 'free' runs 4"),
+                            (("steps = 4; nudge", "steps = 8; nudge"), "phase 'nudged' runs 8 steps")):
+        text = PHASED.replace(*change).replace("run { task = digits; inputs = x; targets = O }",
+                                               "run { task = digits; inputs = x; targets = O; steps = 6 }")
+        text = text.replace("population x : input(5)", "population x : input(64)").replace(
+            "population O : Out(3)", "population O : Out(10)")
+        path = tmp_path / "fit.ei"
+        path.write_text(text)
+        code = main(["run", str(path), "--trials", "2", "--batch", "1", "--backend", "numpy", "-o",
+                     str(tmp_path / "out"), "--no-plots", "-q"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert message in err and "Traceback" not in err and "X001" not in err
+        assert not (tmp_path / "out").exists()
 
 
 # learning that only the hidden layer can do ---------------------------------------------------

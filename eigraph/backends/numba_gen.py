@@ -785,7 +785,7 @@ class NumbaBackend:
             elif kind == "reward":
                 if reward is not None:
                     out.append(reward)
-                elif learn:
+                elif learn and any(reads_reward(q) and program.learns_in(q, sim.phase) for q in program.plastic):
                     q = next(q for q in program.plastic if reads_reward(q))
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'reward', but no reward was given: "
                                      "pass run(..., reward=...)")

@@ -95,7 +95,8 @@ def normalize_initial(program: Program) -> None:
     from eigraph.backends.numpy_ref import _normalize  # the same arithmetic as after an update
 
     for q in program.projections.values():
-        if q.normalize and q.tie is None:
+        # weights(file) start as the file says (normalize then holds from the first update)
+        if q.normalize and q.tie is None and not q.connectivity.startswith("weights"):
             w = q.weights
             _normalize(w, w.data if w.is_sparse else w.dense, q.normalize)
 

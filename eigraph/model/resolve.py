@@ -920,6 +920,10 @@ class Resolver:
         items = expr.items if isinstance(expr, ex.ListExpr) else (expr,)
         names, ok = [], True
         declared = [p.name for p in self.phases]
+        if not items:
+            self.report("P703", f"{what} = [] names no phase", expr.span,
+                        f"name the phases, for example {what} = nudged (leave it out to learn in every phase)")
+            return None
         for item in items:
             if not (isinstance(item, ex.Name) and len(item.parts) == 1 and item.phase is None):
                 self.report("P703", f"'{ex.to_text(item)}' is not a phase name", item.span,
@@ -972,6 +976,10 @@ class Resolver:
                         items = value.items if isinstance(value, ex.ListExpr) else (value,)
                         names = [self._population_ref(item, f"{key} of phase '{decl.name}'") for item in items]
                         for item, name in zip(items, names):
+                            if key == "clamp" and self.populations[name].activation == "softmax":
+                                self.report("P706", f"phase '{decl.name}' cannot clamp '{name}': its softmax rates "
+                                                    "are a distribution over its neurons, not values to set",
+                                            item.span, "nudge it instead (nudge = ...), or give it another activation")
                             if self.populations[name].role == "input":
                                 self.report("P701", f"phase '{decl.name}' cannot {key} '{name}': it is an input "
                                                     "population", item.span, f"{key} a population the task has a "
@@ -1012,6 +1020,11 @@ class Resolver:
                             phase.couple_from = value.dotted
                 except _Skip:
                     pass
+            for key, needs in (("beta", "nudge"), ("couple_gain", "couple"), ("couple_clip", "couple"),
+                               ("couple_from", "couple")):
+                if key in settings and needs not in settings:
+                    self.report("P707", f"{key} in phase '{decl.name}' has no effect without {needs}",
+                                phase.spans.get(key), f"add {needs} = ..., or remove {key}", severity="warning")
             both = set(phase.nudge) & set(phase.clamp)
             if both:
                 self.report("P706", f"phase '{decl.name}' both nudges and clamps '{sorted(both)[0]}'",

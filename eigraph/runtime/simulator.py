@@ -161,6 +161,8 @@ class Simulator:
         program = self.program
         self.n = 0
         self.phase = 0
+        for array in self.phase_values.values():  # a new trial: no phase has ended yet
+            array[...] = 0
         for p in program.populations.values():
             if p.role == "input":
                 self.r[p.name][...] = 0
@@ -507,8 +509,10 @@ class Simulator:
             arrays[f"c/{name}"] = value
         for name, value in self.traces.items():
             arrays[f"t/{name}"] = value
+        for k, key in enumerate(self.program.phase_values):
+            arrays[f"pv/{k}"] = self.phase_values[key]
         meta = {"format": FORMAT_VERSION, "hash": self.program.content_hash, "n": self.n, "batch": self.batch,
-                "seed": self.seed, "noise_state": self.noise_rng.bit_generator.state}
+                "seed": self.seed, "noise_state": self.noise_rng.bit_generator.state, "phase": self.phase}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         return arrays
 
@@ -544,6 +548,10 @@ class Simulator:
                 self.compartment[name][...] = data[f"c/{name}"]
             for name in self.traces:
                 self.traces[name][...] = data[f"t/{name}"]
+            for k, key in enumerate(self.program.phase_values):
+                if f"pv/{k}" in data:
+                    self.phase_values[key][...] = data[f"pv/{k}"]
+        self.phase = int(meta.get("phase", 0))
         self.n = meta["n"]
         self.noise_rng.bit_generator.state = meta["noise_state"]
 

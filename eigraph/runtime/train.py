@@ -119,8 +119,6 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
         return getattr(spec, key) if spec is not None and getattr(spec, key) is not None else default
 
     frozen_projections(model, list(freeze))  # every pattern must match a learning projection
-    if model.phases and steps is None and (spec is None or spec.steps is None):
-        steps = max((p.steps for p in model.phases if p.steps), default=None)
     return RunConfig(task=task_spec, inputs=inputs, targets=targets,
                      trials=int(pick(trials, "trials", DEFAULT_TRIALS)), batch=int(pick(batch, "batch", DEFAULT_BATCH)),
                      steps=pick(steps, "steps", None), record=list(spec.record) if spec is not None else [],
@@ -187,6 +185,7 @@ class Trainer:
             trial = getattr(self.task, "trial_steps", None) or getattr(self.task, "length", None) or config.steps
             refuse(model.graph, config.batch, trial, config.record or None, what=f"'{model.path}'")
         self.frozen = frozen_projections(model, list(config.freeze))
+        self._check_phases(model, config)
         if sim is None:
             sim = self._compile(model, config)
         self.sim = sim
@@ -218,6 +217,24 @@ class Trainer:
                 graph.edges[source, target, key].update(learn=None, plastic=False)
         return Simulator(lower(graph, batch=config.batch), backend=config.backend, batch=config.batch,
                          seed=config.seed)
+
+    def _check_phases(self, model, config) -> None:
+        """Every phase fits in the task's trial, and the free phase (the one scored) spans all of it."""
+        if not model.phases:
+            return
+        trial = self.task.split("validation").steps
+        free = model.phases[0]
+        if free.steps is not None and free.steps != trial:
+            raise TaskError(f"the free phase '{free.name}' runs {free.steps} steps, but the {self.task.name} task's "
+                            f"trials have {trial}: the free phase is scored against the whole trial, so give it "
+                            f"steps = {trial} (or leave steps out of it)" + (
+                                "; for digits and spirals the run block's steps sets the trial's length"
+                                if self.task.name in ("digits", "spirals") else ""))
+        for phase in model.phases[1:]:
+            if phase.steps is not None and phase.steps > trial:
+                raise TaskError(f"phase '{phase.name}' runs {phase.steps} steps, but the {self.task.name} task's "
+                                f"trials have {trial}: a phase presents the trial's last steps, so give it at most "
+                                f"steps = {trial}")
 
     def _slices(self, names: list[str], width: int, key: str, channels: list[str], role: str | None = None):
         populations = self.model.populations
