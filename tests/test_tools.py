@@ -41,3 +41,17 @@ def test_bench_plastic_runs_and_checks_agreement(tmp_path):
     rows = rows["rows"] if isinstance(rows, dict) else rows
     assert {(r["n"], r["connectivity"]) for r in rows} == {(40, "dense"), (40, "sparse")}
     assert all(r["max_rel_diff"] <= 1e-3 for r in rows)
+
+
+def test_bench_hidden_runs_learned_and_frozen(tmp_path):
+    """tools/bench_hidden.py on the small EIANN model, one seed, a few trials (the kernels are those
+    tests/test_phases.py compiles)."""
+    out = tmp_path / "hidden.json"
+    done = run_tool(str(ROOT / "tools" / "bench_hidden.py"), "--models", "eiann_digits_small", "--seeds", "1",
+                    "--trials", "20", "--json", str(out), tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())["eiann_digits_small"]
+    assert report["frozen_projections"] == ["Input.E->H1.E", "H1.E->H2.E"]
+    assert len(report["learned"]) == len(report["frozen"]) == 1
+    assert report["trial_ms"] > 0 and report["phases_alone_ms"] > 0
+    assert "| eiann_digits_small |" in done.stdout
