@@ -139,12 +139,8 @@ class RuleEmitter:
         q, post = self.q, self.post_pop
         syn_index = "k" if self.sparse else "i, j"
         if "@" in name:  # the value at the end of an earlier phase: kept by the simulator
-            base, _, phase_name = name.partition("@")
-            k = next(p.index for p in self.program.phases if p.name == phase_name)
-            if base == "pre":
-                return f"pv{self.program.phase_values.index((q.source, 'r', k))}[j, b]"
-            what = "r" if base == "post" else base[5:]
-            return f"pv{self.program.phase_values.index((q.target, what, k))}[i, b]"
+            array = f"pv{self.program.phase_values.index(self.program.phase_value_key(q, name))}"
+            return f"{array}[j, b]" if name.startswith("pre@") else f"{array}[i, b]"
         if name == "pre":
             return f"pre_{self.id}[j, b]"
         if name == "post":

@@ -160,12 +160,8 @@ class NumpyBackend:
 
         def lookup(name):
             if "@" in name:  # the value at the end of an earlier phase of this trial
-                base, _, phase_name = name.partition("@")
-                k = next(p.index for p in program.phases if p.name == phase_name)
-                if base == "pre":
-                    return sim.phase_values[(q.source, "r", k)][None]
-                what = "r" if base == "post" else base[5:]
-                return sim.phase_values[(q.target, what, k)][:, None]
+                value = sim.phase_values[program.phase_value_key(q, name)]
+                return value[None] if name.startswith("pre@") else value[:, None]
             if name == "pre":
                 return pre[None]
             if name == "post":

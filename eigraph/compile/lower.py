@@ -117,18 +117,16 @@ def fill_ties(program: Program) -> None:
 def phase_values(program: Program) -> list[tuple[str, str, int]]:
     """What must be kept at the end of each phase: the ``X@PHASE`` values rules read and the
     compartments a phase couples relative to an earlier one. (population, what, phase index)."""
-    index = {p.name: p.index for p in program.phases}
     out: list[tuple[str, str, int]] = []
     for q in program.plastic:
         for statement in q.rule.statements:
             for node in ex.walk(statement.value):
                 if isinstance(node, ex.Name) and node.phase is not None:
-                    if node.phase not in index:
+                    key = program.phase_value_key(q, node.dotted)
+                    if key is None:
                         raise CompileError(f"rule {q.rule.name} on {q.name} reads {node.dotted}, but the model has "
                                            f"no phase '{node.phase}'")
-                    population = q.source if node.base == "pre" else q.target
-                    what = "r" if node.base in ("pre", "post") else node.parts[1]
-                    out.append((population, what, index[node.phase]))
+                    out.append(key)
     for phase in program.phases:
         if phase.couple_from is not None:
             out += [(population, c, phase.couple_from) for population, c in phase.couple]

@@ -155,6 +155,18 @@ class Program:
         """The projections tied to ``name`` (whose weights are a scaled transpose of its weights)."""
         return [q for q in self.projections.values() if q.tie is not None and q.tie[0] == name]
 
+    def phase_value_key(self, q: ProjectionPlan, name: str) -> tuple[str, str, int] | None:
+        """The kept value a rule of ``q`` reads as ``name`` (``pre@free``, ``post.apical@free``):
+        (population, what, phase index), what being ``r``, ``x`` or a compartment; None for an
+        unknown phase."""
+        base, _, phase = name.partition("@")
+        index = next((p.index for p in self.phases if p.name == phase), None)
+        if index is None:
+            return None
+        if base == "pre":
+            return q.source, "r", index
+        return q.target, "r" if base == "post" else base[len("post."):], index
+
     def learns_in(self, q: ProjectionPlan, phase: int) -> bool:
         return q.rule is not None and (q.learn_phases is None or phase in q.learn_phases)
 

@@ -396,12 +396,7 @@ class Simulator:
         """Keep the values of this phase that rules read as ``X@PHASE`` (done at the end of every run call)."""
         for (population, what, phase), array in self.phase_values.items():
             if phase == self.phase:
-                if what == "r":
-                    array[...] = self.read(f"{population}.r")
-                elif what == "x":
-                    array[...] = self.read(f"{population}.x")
-                else:
-                    array[...] = self.compartment[f"{population}.{what}"]
+                array[...] = self.read(f"{population}.{what}")  # r, x or a compartment
 
     def _snapshot(self) -> dict:
         return {

@@ -292,25 +292,23 @@ class Trainer:
         phases = self.phases[:1] if not learn else self.phases
         arrays: dict[str, np.ndarray] = {}
         for k, phase in enumerate(phases or [None]):
+            # a phase's steps fit the trial (_check_phases); the free phase spans all of it
             first = 0 if phase is None or not phase.steps else trials.steps - phase.steps
-            if first < 0:
-                raise TaskError(f"phase '{phase.name}' runs {phase.steps} steps, but the task's trials have "
-                                f"{trials.steps}: set steps = {phase.steps} (or more) in the run block")
-            driven = set(phase.nudge + phase.clamp) if phase is not None else set()
             # only the free phase's output is scored and recorded: the later phases record nothing
-            result = self._run_steps(trials, first, learn, names if k == 0 else [], phase, driven)
+            result = self._run_steps(trials, first, learn, names if k == 0 else [], phase)
             if k == 0:
                 arrays = result
         output = np.concatenate([arrays[name] for name in outputs], axis=2)
         return output, {name: arrays[name] for name in record}
 
-    def _run_steps(self, trials: Trials, first: int, learn: bool, names: list[str], phase, driven: set):
+    def _run_steps(self, trials: Trials, first: int, learn: bool, names: list[str], phase):
         """Steps ``first`` to the end of a trial, in segments with learning on or off (on where the
         task's target counts for the whole batch); a phase that nudges or clamps gets its targets
         throughout."""
         sim, steps = self.sim, trials.steps
         learning = trials.mask.all(axis=1) if learn else np.zeros(steps, dtype=bool)
         which = None if phase is None else phase.index
+        driven = set(phase.nudge + phase.clamp) if phase is not None else set()
         if phase is not None and learn:
             program = sim.program
             rules = [q.rule for q in program.plastic if program.learns_in(q, phase.index)]
