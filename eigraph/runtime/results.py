@@ -201,7 +201,9 @@ def write_results(folder: Path, trainer, test, command: str | None = None, plots
     atomic_write_text(folder / "history.csv", history_csv(trainer))
     written.append("history.csv")
     weights = {name: trainer.sim.weights[name] for name in trainer.sim.weights}
-    weights.update({b.name: trainer.sim.biases[name] for name, b in trainer.sim.program.biases.items()})
+    # every bias the model learns, frozen ones (--freeze 'bias->POP') too: one value per neuron
+    weights.update({p.bias_name: trainer.sim.biases[name] for name, p in trainer.model.populations.items()
+                    if p.learn_bias})
     atomic_write_bytes(folder / "weights.npz", _npz(weights))
     written.append("weights.npz")
     arrays = {name: value.astype(np.float32) for name, value in (records or test.records).items()}
