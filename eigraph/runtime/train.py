@@ -100,6 +100,10 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
             rule = model.rules.get(projection.learn["rule"]) if projection.learn else None
             if rule is not None and "target" in rule_names(rule) and projection.target not in readers:
                 readers.append(projection.target)
+        for name, p in populations.items():  # a learned bias whose rule reads the target
+            rule = model.rules.get(p.learn_bias["rule"]) if p.learn_bias else None
+            if rule is not None and "target" in rule_names(rule) and name not in readers:
+                readers.append(name)
         targets = readers or [name for name, p in populations.items() if p.role == "readout"]
     if not inputs:
         raise TaskError(f"'{model.path}' has no input population for the task's inputs")
