@@ -53,7 +53,7 @@ class RunConfig:
     backend: str = "numba"
     eval_every: int = 0  # trials; 0: about 20 evaluations per run
     checkpoint_every: int = 0  # trials; 0: about 10 checkpoints per run
-    freeze: list[str] = field(default_factory=list)  # glob patterns: projections that do not learn in this run
+    freeze: list[str] = field(default_factory=list)  # glob patterns: projections (and bias->POP) not learning here
 
     @property
     def batches(self) -> int:
