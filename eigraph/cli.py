@@ -338,6 +338,9 @@ def cmd_compile(args) -> int:
                                "delay": q.delay, "factor": q.factor, "storage": "csr" if q.weights.is_sparse else "dense",
                                "synapses": q.weights.nnz, "learn": q.learn}
                         for name, q in program.projections.items()},
+        "learned_biases": {b.name: {"population": b.target, "learn": b.learn,
+                                    "bounds": list(b.bounds) if b.bounds else None}
+                           for b in program.biases.values()},
         "state_layout": program.state_layout(),
         "step": [f"{op.kind} {op.name}" for op in program.ops],
         "files": written + ["manifest.json"],
@@ -703,8 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="write DIR/checkpoint.npz every N training trials (default: 10 times a run)")
     p.add_argument("--freeze", metavar="PATTERN", action="append",
-                   help="turn learning off on the projections whose names match this glob (repeatable), for "
-                        "the ablation: --freeze 'H1.*' --freeze 'Input.E->H1.E'")
+                   help="turn learning off on the projections (and learned biases, named bias->POP) whose names "
+                        "match this glob (repeatable), for the ablation: --freeze 'H1.*' --freeze 'Input.E->H1.E' "
+                        "--freeze 'bias->H1.E'")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print only the result")
     p.set_defaults(func=cmd_run)

@@ -58,7 +58,18 @@ def summarize(model) -> str:
             rows.append([key, e["connectivity"].get("text", e["connectivity"]["kind"]), format_number(round(e["fan_in"], 2)),
                          init, f"{e['delay']} steps", learn])
         lines += _table(rows)
-    plastic_rules = sorted({e["learn"]["rule"] for *_, e in graph.edges(data=True) if e["learn"]})
+    learned = [(name, d) for name, d in graph.nodes(data=True) if d.get("learn_bias")]
+    if learned:
+        lines += ["", "learned biases (the weights of an always-on unit, pre = 1):"]
+        rows = [["name", "learn", "bounds"]]
+        for name, d in learned:
+            learn = d["learn_bias"]["text"] + (" in " + ", ".join(d["learn_bias"]["phases"])
+                                               if d["learn_bias"].get("phases") else "")
+            bounds = f"[{', '.join(format_number(b) for b in d['bias_bounds'])}]" if d.get("bias_bounds") else "-"
+            rows.append([f"bias->{name}", learn, bounds])
+        lines += _table(rows)
+    plastic_rules = sorted({e["learn"]["rule"] for *_, e in graph.edges(data=True) if e["learn"]}
+                           | {d["learn_bias"]["rule"] for _, d in learned})
     if plastic_rules:
         lines += ["", "rules in use:"]
         for rule in plastic_rules:

@@ -247,11 +247,11 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
             args.append((q.ident, f"dense:{q.name}"))
     for g in groups:
         args.append((f"M_{g.ident}", f"group:{g.ident}"))
-    emitters = [RuleEmitter(program, q, const) for q in program.plastic]
+    emitters = [RuleEmitter(program, q, const) for q in program.learners]
     for emitter in emitters:
         args += emitter.args()
     driven = {name for phase in program.phases for name in phase.nudge + phase.clamp}
-    for name in sorted({q.target for q in program.plastic if reads_target(q)} | driven,
+    for name in sorted({q.target for q in program.learners if reads_target(q)} | driven,
                        key=lambda n: program.populations[n].index):
         args.append((f"tgt_{program.populations[name].ident}", f"target:{name}"))
     if program.phases:
@@ -263,7 +263,7 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
             of = program.projections[q.tie[0]]
             if (f"tw_{of.ident}", f"dense:{of.name}") not in args:
                 args += [(f"tw_{of.ident}", f"dense:{of.name}")]
-    if any(reads_reward(q) for q in program.plastic):
+    if any(reads_reward(q) for q in program.learners):
         args.append(("rew", "reward"))
     record_args = {}
     for k, name in enumerate(recordables(program)):
@@ -391,7 +391,8 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
                 emitter = next(e for e in emitters if e.q.name == op.name)
                 timing = "True" if emitter.rule.timing == "step" else "trial_end != 0 and t == steps - 1"
                 q = emitter.q
-                size = program.populations[q.source].size * program.populations[q.target].size
+                size = (1 if q.source is None else program.populations[q.source].size) * \
+                    program.populations[q.target].size
                 parallel = emitter.analysis.factorised and size >= PARALLEL_MIN_ELEMENTS
                 emitter.parallel = parallel
                 body(f"# rule {comment_text(emitter.rule.name)} on {comment_text(q.name)}{_where(q.span)}")
@@ -776,8 +777,8 @@ class NumbaBackend:
                 if target in targets:
                     out.append(targets[target])
                 elif learn and any(q.target == target and reads_target(q) and program.learns_in(q, sim.phase)
-                                   for q in program.plastic):
-                    q = next(q for q in program.plastic if q.target == target and reads_target(q))
+                                   for q in program.learners):
+                    q = next(q for q in program.learners if q.target == target and reads_target(q))
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'target', but no targets were given "
                                      f"for '{target}': pass run(..., targets=...)")
                 else:
@@ -785,8 +786,8 @@ class NumbaBackend:
             elif kind == "reward":
                 if reward is not None:
                     out.append(reward)
-                elif learn and any(reads_reward(q) and program.learns_in(q, sim.phase) for q in program.plastic):
-                    q = next(q for q in program.plastic if reads_reward(q))
+                elif learn and any(reads_reward(q) and program.learns_in(q, sim.phase) for q in program.learners):
+                    q = next(q for q in program.learners if reads_reward(q))
                     raise InputError(f"rule {q.rule.name} on {q.name} reads 'reward', but no reward was given: "
                                      "pass run(..., reward=...)")
                 else:
@@ -801,6 +802,8 @@ class NumbaBackend:
                 out.append(noise[target])
             elif kind == "bias":
                 out.append(program.populations[target].bias)
+            elif kind == "biasw":  # a learned bias as the (N, 1) weights of an always-on unit: the same array
+                out.append(program.biases[target].weights.dense)
             elif kind == "compartment":
                 out.append(sim.compartment[target])
             elif kind == "group":
@@ -832,7 +835,8 @@ class NumbaBackend:
         if status[0] >= 0:
             code = int(status[1])
             if code >= 1000:
-                projection = next(q.name for q in self.program.projections.values() if q.index == code - 1000)
+                projection = next(q.name for q in [*self.program.projections.values(), *self.program.biases.values()]
+                                  if q.index == code - 1000)
                 return int(status[0]), ("rule", projection)
             return int(status[0]), self._names[code]
         sim.n += steps

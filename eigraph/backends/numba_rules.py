@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from eigraph.compile.codetext import comment_text, ident_part
-from eigraph.compile.program import Program, ProjectionPlan
+from eigraph.compile.program import PopulationPlan, Program, ProjectionPlan
 from eigraph.compile.rules import BATCH, CONST, POST, PRE, SYN, expression_sides, shape_of, term_factor
 from eigraph.expr import ast as ex
 from eigraph.model import units
@@ -38,7 +38,9 @@ class RuleEmitter:
         self.program, self.q, self.rule = program, q, q.rule
         self.const = const  # const(name, value, comment) -> constant name (module global)
         self.id = q.ident
-        self.pre_pop = program.populations[q.source]
+        # a learned bias (BiasPlan): the rule of a projection from one always-on unit, pre = 1
+        self.bias = q.source is None
+        self.pre_pop = _ALWAYS_ON if self.bias else program.populations[q.source]
         self.post_pop = program.populations[q.target]
         self.sparse = q.weights.is_sparse
         self.analysis = q.rule.analysis
@@ -100,6 +102,8 @@ class RuleEmitter:
         out = [(self.trace_var(t), f"trace:{self.q.name}:{t}") for t in self.analysis.trace_shape]
         if not self.sparse and self.q.weights.mask is not None:
             out.append((f"{self.id}_mask", f"mask:{self.q.name}"))
+        if self.bias:
+            out.append((self.q.ident, f"biasw:{self.q.target}"))
         return out
 
     def number(self, value: float) -> str:
@@ -138,6 +142,8 @@ class RuleEmitter:
     def name(self, name: str, level: str, pos: int) -> str:
         q, post = self.q, self.post_pop
         syn_index = "k" if self.sparse else "i, j"
+        if self.bias and name.startswith("pre@"):
+            return "ONE"  # the always-on unit of a learned bias
         if "@" in name:  # the value at the end of an earlier phase: kept by the simulator
             array = f"pv{self.program.phase_values.index(self.program.phase_value_key(q, name))}"
             return f"{array}[j, b]" if name.startswith("pre@") else f"{array}[i, b]"
@@ -190,7 +196,10 @@ class RuleEmitter:
         slot_pre = {0: f"(n + 1) % {pre.history}", 1: f"n % {pre.history}"}.get(q.delay, f"(n + 1 - {q.delay}) % {pre.history}")
         body(f"# rule {comment_text(rule.name)} on {comment_text(q.name)} "
              f"({'matrix products' if self.matrix_products else 'per synapse'}, on {comment_text(rule.timing)})")
-        body(f"pre_{self.id} = r_{i_pre}[{slot_pre}]")
+        if self.bias:
+            body(f"pre_{self.id} = one_{self.id}  # a learned bias: the always-on unit, rate 1")
+        else:
+            body(f"pre_{self.id} = r_{i_pre}[{slot_pre}]")
         body(f"post_{self.id} = r_{i_post}[(n + 1) % {post.history}]")
         body(f"apply_{self.id} = {timing_apply}")
         uses = {n.args[0].dotted for s in self.statements for n in ex.walk(s.value)
@@ -248,6 +257,8 @@ class RuleEmitter:
         dtype = np.dtype(self.program.dtype).name
         out = []
         pre, post = self.pre_pop.size, self.post_pop.size
+        if self.bias:
+            out.append(f"one_{self.id} = np.ones((1, B), dtype=np.{dtype})")
         for name, pos in self.temps.items():
             kind = self.side[pos]
             shape = {CONST: "(B,)", PRE: f"({pre}, B)", POST: f"({post}, B)", SYN: "(B,)"}[kind]
@@ -436,6 +447,11 @@ class RuleEmitter:
             body.indent -= 1
         body.indent -= 1
         self._nan_check(body)
+
+
+# the source of a learned bias: one neuron, always at rate 1 (never a population of the program)
+_ALWAYS_ON = PopulationPlan(name="1", index=-1, size=1, role="input", sign=0, alpha=1.0, activation="linear",
+                            bias=0.0, noise=0.0, x0=0.0, compartments=(), compartment_gains={}, history=1)
 
 
 def _index(kind: str) -> str:

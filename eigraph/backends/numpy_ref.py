@@ -111,8 +111,8 @@ class NumpyBackend:
                 elif op.kind == "record":
                     for key, array in records.items():
                         array[t] = sim.read(key, after=n + 1)
-                elif op.kind == "learn" and learn and program.learns_in(program.projections[op.name], sim.phase):
-                    q = program.projections[op.name]
+                elif op.kind == "learn" and learn and program.learns_in(program.learner(op.name), sim.phase):
+                    q = program.learner(op.name)
                     apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
                     dw = self.learn(sim, q, n, t, targets or {}, reward, apply)
                     if not all(np.isfinite(sim.traces[f"{q.name}:{z}"]).all() for z in q.rule.analysis.trace_shape):
@@ -120,7 +120,7 @@ class NumpyBackend:
                     if dw is not None:
                         pending[q.name] = dw
                 elif op.kind == "update" and op.name in pending:
-                    q = program.projections[op.name]
+                    q = program.learner(op.name)
                     apply_update(program, q, pending[op.name])
                     if not np.isfinite(q.weights.values()).all():
                         return n, ("rule", q.name)
@@ -131,8 +131,11 @@ class NumpyBackend:
         """One step of a rule: traces integrated (Euler, the model's dt), then dw (batch-averaged)
         when ``apply``. Evaluated in a (post x pre x batch) frame, the plainest reading of the rule."""
         program, rule = self.program, q.rule
-        pre_pop, post_pop = program.populations[q.source], program.populations[q.target]
-        pre = sim.r[q.source][(n + 1 - q.delay) % pre_pop.history]
+        post_pop = program.populations[q.target]
+        if q.source is None:  # a learned bias: the synapses of an always-on unit (pre = 1)
+            pre = np.ones((1, sim.batch), dtype=program.dtype)
+        else:
+            pre = sim.r[q.source][(n + 1 - q.delay) % program.populations[q.source].history]
         post = sim.r[q.target][(n + 1) % post_pop.history]
         w = q.weights
         weights = w.to_dense() if w.is_sparse else w.dense
@@ -160,6 +163,8 @@ class NumpyBackend:
 
         def lookup(name):
             if "@" in name:  # the value at the end of an earlier phase of this trial
+                if name.startswith("pre@") and q.source is None:
+                    return pre[None]  # the always-on unit of a learned bias
                 value = sim.phase_values[program.phase_value_key(q, name)]
                 return value[None] if name.startswith("pre@") else value[:, None]
             if name == "pre":

@@ -67,4 +67,12 @@ def check(graph) -> list[Diagnostic]:
                             f"synapses = {_size(size)}", span,
                     "mark it ': shared' to keep one value per synapse for the whole batch, use a smaller batch, "
                     "or write the rule with pre and post traces only"))
+    for name, node in graph.nodes(data=True):  # a learned bias: the same need for dt
+        learn = node.get("learn_bias")
+        spec = graph.graph["rules"].get(learn["rule"]) if learn else None
+        if spec is not None and spec["traces"] and graph.graph["dt"] is None:
+            found.append(error("U510", f"rule '{learn['rule']}' on bias->{name} integrates traces "
+                                       f"({', '.join(spec['traces'])}), which needs the network's dt",
+                               node["spans"].get("learn_bias", node["span"]),
+                               "set it in the network block: network NAME { dt = 1 ms }"))
     return found

@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 
 from eigraph.compile.connectivity import Weights, build_weights, draw, projection_rng
-from eigraph.compile.program import Op, PhasePlan, PopulationPlan, Program, ProjectionPlan, RulePlan
+from eigraph.compile.program import BiasPlan, Op, PhasePlan, PopulationPlan, Program, ProjectionPlan, RulePlan
 from eigraph.compile.rules import analyse
 from eigraph.expr import ast as ex
 from eigraph.expr.evaluate import EvalError, Value, evaluate
@@ -77,6 +77,7 @@ def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
             projections[key].learn_phases = tuple(sorted(phase_index[p] for p in edge["learn"]["phases"]))
     program = Program(graph.graph["name"], graph.graph["file"], dtype, graph.graph["dt"], seed, populations,
                       projections, dale=graph.graph["dale"], phases=phases)
+    program.biases = bias_plans(graph, program, phase_index)
     program.phase_values = phase_values(program)
     normalize_initial(program)
     fill_ties(program)
@@ -86,6 +87,27 @@ def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
     program.ops = order_ops(program)
     program.content_hash = content_hash(graph, program)
     return program
+
+
+def bias_plans(graph, program: Program, phase_index: dict[str, int]) -> dict[str, BiasPlan]:
+    """A learned bias per population with ``learn_bias``: its bias becomes a per-neuron array (the
+    number or the drawn values are its initial value), the rule bound as on a projection."""
+    out = {}
+    for name, node in graph.nodes(data=True):
+        learn = node.get("learn_bias")
+        if not learn:
+            continue
+        p = program.populations[name]
+        p.bias = np.ascontiguousarray(np.broadcast_to(np.asarray(p.bias, dtype=program.dtype), (p.size,)).copy())
+        weights = Weights((p.size, 1), dense=p.bias.reshape(p.size, 1))  # a view: one array for both
+        phases = learn.get("phases")
+        out[name] = BiasPlan(
+            name=f"bias->{name}", index=len(program.projections) + len(out), target=name, weights=weights,
+            rule=bind_rule(graph, {"learn": learn, "name": f"bias->{name}"}), learn=learn,
+            bounds=tuple(node["bias_bounds"]) if node.get("bias_bounds") else None,
+            learn_phases=tuple(sorted(phase_index[k] for k in phases)) if phases else None,
+            span=node["spans"].get("learn_bias", node["span"]))
+    return out
 
 
 def normalize_initial(program: Program) -> None:
@@ -118,10 +140,12 @@ def phase_values(program: Program) -> list[tuple[str, str, int]]:
     """What must be kept at the end of each phase: the ``X@PHASE`` values rules read and the
     compartments a phase couples relative to an earlier one. (population, what, phase index)."""
     out: list[tuple[str, str, int]] = []
-    for q in program.plastic:
+    for q in program.learners:
         for statement in q.rule.statements:
             for node in ex.walk(statement.value):
                 if isinstance(node, ex.Name) and node.phase is not None:
+                    if q.source is None and node.base == "pre":
+                        continue  # a learned bias: pre@PHASE is the always-on unit's 1
                     key = program.phase_value_key(q, node.dotted)
                     if key is None:
                         raise CompileError(f"rule {q.rule.name} on {q.name} reads {node.dotted}, but the model has "
@@ -240,9 +264,9 @@ def order_ops(program: Program) -> list[Op]:
         if p.role != "input":
             ops.append(Op("integrate", p.name, (f"in:{p.name}",), (f"r:{p.name}", f"x:{p.name}"), order=len(ops)))
     ops.append(Op("record", "*", tuple(f"r:{p}" for p in program.populations), (), order=len(ops)))
-    for q in program.plastic:  # rules see this step's rates; no rule sees another's half-done update
+    for q in program.learners:  # rules see this step's rates; no rule sees another's half-done update
         ops.append(Op("learn", q.name, tuple(f"r:{p}" for p in program.populations), ("dw",), order=len(ops)))
-    for q in program.plastic:
+    for q in program.learners:
         ops.append(Op("update", q.name, ("dw",), (f"w:{q.name}",), order=len(ops)))
     writers: dict[str, list[int]] = {}
     for i, op in enumerate(ops):

@@ -103,6 +103,42 @@ class ProjectionPlan:
 
 
 @dataclass
+class BiasPlan:
+    """A learned bias (``learn_bias = RULE(...)`` on a population): the weights of synapses from an
+    always-on unit onto ``target``. The rule runs as on a projection whose source is one neuron
+    with rate 1 (``pre = 1``, ``pre@PHASE = 1``, ``sign = 1``, ``w`` the neuron's bias); its batch
+    averaged ``dw`` is added to the bias, clipped to ``bounds`` if given (no Dale clip: a bias is
+    signed). ``weights.dense`` is an (N, 1) view of the population's per-neuron ``bias`` array,
+    so backends read and write one array."""
+
+    name: str  # bias->POP
+    index: int  # after the projections' indices (NaN status codes and identifiers stay distinct)
+    target: str
+    weights: Weights
+    rule: RulePlan
+    learn: dict
+    bounds: tuple | None = None
+    learn_phases: tuple[int, ...] | None = None
+    span: Span | None = None
+    source = None  # the always-on unit is no population
+    compartment = None
+    delay = 0
+    sign = 0  # no Dale clip; the rule's `sign` reads 1
+    gain = 1.0
+    normalize = None
+    tie = None
+    connectivity = "bias"
+
+    @property
+    def ident(self) -> str:
+        return f"w{self.index}"
+
+    @property
+    def factor(self) -> float:
+        return 1.0
+
+
+@dataclass
 class PhasePlan:
     """One phase of a trial (docs/runtime.md): its steps and what it does to the dynamics."""
 
@@ -146,10 +182,22 @@ class Program:
     # values kept at the end of a phase, for rules (pre@free) and couplings (couple_from):
     # (population, what, phase index); what is "r", "x" or a compartment
     phase_values: list[tuple[str, str, int]] = field(default_factory=list)
+    biases: dict[str, BiasPlan] = field(default_factory=dict)  # learned biases by population name
 
     @property
     def plastic(self) -> list[ProjectionPlan]:
         return [q for q in self.projections.values() if q.rule is not None]
+
+    @property
+    def learners(self) -> list:
+        """Everything a rule updates: plastic projections, then learned biases."""
+        return self.plastic + list(self.biases.values())
+
+    def learner(self, name: str):
+        """The projection or learned bias (``bias->POP``) called ``name``."""
+        if name in self.projections:
+            return self.projections[name]
+        return next(b for b in self.biases.values() if b.name == name)
 
     def ties_of(self, name: str) -> list[ProjectionPlan]:
         """The projections tied to ``name`` (whose weights are a scaled transpose of its weights)."""
@@ -164,7 +212,7 @@ class Program:
         if index is None:
             return None
         if base == "pre":
-            return q.source, "r", index
+            return None if q.source is None else (q.source, "r", index)
         return q.target, "r" if base == "post" else base[len("post."):], index
 
     def learns_in(self, q: ProjectionPlan, phase: int) -> bool:
@@ -190,6 +238,9 @@ class Program:
             storage = "csr" if w.is_sparse else "dense"
             layout[f"{q.name}.w"] = {"shape": list(w.shape), "dtype": dtype, "storage": storage, "nnz": w.nnz,
                                      "holds": "magnitudes" if q.sign != 0 else "weights"}
+        for b in self.biases.values():
+            layout[f"{b.name}.w"] = {"shape": [b.weights.shape[0]], "dtype": dtype, "storage": "dense",
+                                     "nnz": b.weights.shape[0], "holds": f"the learned bias of {b.target}"}
         return layout
 
     def describe(self) -> str:
@@ -211,11 +262,15 @@ class Program:
             elif op.kind == "input":
                 lines.append(f"  {i:3d}. input     {op.name}: r = the task's input at step n")
             elif op.kind == "learn":
-                q = self.projections[op.name]
+                q = self.learner(op.name)
                 how = "matrix products" if q.rule.analysis.factorised else "per-synapse kernel"
                 when = "" if q.learn_phases is None else \
                     " in phase " + ", ".join(self.phases[k].name for k in q.learn_phases)
                 lines.append(f"  {i:3d}. learn     {q.name}: rule {q.rule.name} on {q.rule.timing}{when} ({how})")
+            elif op.kind == "update" and op.name not in self.projections:
+                q = self.learner(op.name)
+                steps = ["bias += dw (pre = 1)"] + ([f"bounds {list(q.bounds)}"] if q.bounds else [])
+                lines.append(f"  {i:3d}. update    {q.name}: " + ", then ".join(steps))
             elif op.kind == "update":
                 q = self.projections[op.name]
                 steps = ["W += dw"] + (["clip at 0 (Dale)"] if self.dale and q.sign else []) + (

@@ -4,7 +4,7 @@ rule symbols and functions. The resolver, the checks and the docs read these tab
 from __future__ import annotations
 
 NETWORK_KEYS = ("dt", "seed", "precision", "dale", "spectral_radius")
-POPULATION_KEYS = ("tau", "activation", "bias", "noise", "x0", "sign")
+POPULATION_KEYS = ("tau", "activation", "bias", "noise", "x0", "sign", "learn_bias", "bias_phase", "bias_bounds")
 CELLTYPE_EXTRA_KEYS = ("compartments",)  # plus COMPARTMENT_gain
 PROJECTION_KEYS = ("init", "delay", "learn", "bounds", "normalize", "gain", "autapses", "name", "phase")
 PHASE_KEYS = ("steps", "nudge", "beta", "clamp", "couple", "couple_gain", "couple_clip", "couple_from")

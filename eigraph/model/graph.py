@@ -50,7 +50,8 @@ def build_graph(model: Model) -> nx.MultiDiGraph:
             tau=p.tau, tau_steps=p.tau_steps, alpha=p.alpha, discrete=p.discrete, activation=p.activation,
             bias=p.bias, noise=p.noise, x0=p.x0, area=p.area, compartments=list(p.compartments),
             compartment_gains=dict(p.compartment_gains), sign_override=p.sign_override, span=p.span,
-            spans=dict(p.spans))
+            spans=dict(p.spans), learn_bias=p.learn_bias,
+            bias_bounds=list(p.bias_bounds) if p.bias_bounds else None)
     for q in model.projections.values():
         source_sign = model.populations[q.source].sign
         graph.add_edge(

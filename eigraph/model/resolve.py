@@ -9,6 +9,7 @@ Semantic checks on the understood model (Dale's law, structure, numerics) live i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -228,6 +229,7 @@ class Resolver:
         self._populations()
         self._runs()
         self._phases()
+        self._bias_phases()
         self._projections()
         self._ties()
         self._rule_uses()
@@ -651,9 +653,44 @@ class Resolver:
                         x0 = number
                 except _Skip:
                     pass
-        return Population(decl.name, celltype.name, sign, role, size, tau, tau_steps, alpha, activation, bias,
-                          noise, x0, decl.area, celltype.compartments, dict(celltype.compartment_gains),
-                          decl.span, spans, sign_override)
+        population = Population(decl.name, celltype.name, sign, role, size, tau, tau_steps, alpha, activation, bias,
+                                noise, x0, decl.area, celltype.compartments, dict(celltype.compartment_gains),
+                                decl.span, spans, sign_override)
+        self._bias_learning(population, merged)
+        return population
+
+    def _bias_learning(self, population: Population, merged: dict) -> None:
+        """``learn_bias = RULE(...)``, ``bias_phase`` and ``bias_bounds``: the bias is the weight of a
+        synapse from an always-on unit (docs/language.md, learned biases). ``bias_phase`` is resolved
+        with the phases (:meth:`_bias_phases`)."""
+        spans = population.spans
+        if "learn_bias" in merged:
+            if population.role == "input":
+                self.report("R611", f"population '{population.name}' is an input population: it has no bias to "
+                                    "learn (its rates are the task's input)", spans["learn_bias"],
+                            "remove learn_bias, or learn the bias of a hidden or readout population")
+            else:
+                try:
+                    population.learn_bias = self._learn(merged["learn_bias"].value, "learn_bias")
+                except _Skip:
+                    pass
+        for key in ("bias_phase", "bias_bounds"):
+            if key in merged and "learn_bias" not in merged:
+                self.report("R611", f"{key} = ... on population '{population.name}', whose bias is not learned",
+                            spans[key], f"remove {key}, or learn the bias: learn_bias = RULE(...)")
+        if "bias_bounds" in merged and "learn_bias" in merged:
+            population.bias_bounds = self._bounds(merged["bias_bounds"].value, "bias_bounds")
+        if "bias_phase" in merged and "learn_bias" in merged:
+            population.bias_phase_expr = merged["bias_phase"].value
+
+    def _bias_phases(self) -> None:
+        for population in self.populations.values():
+            if population.bias_phase_expr is None:
+                continue
+            phases = self._phase_refs(population.bias_phase_expr, "bias_phase")
+            population.bias_phase_expr = None
+            if population.learn_bias is not None and phases is not None:
+                population.learn_bias["phases"] = phases
 
     def _distribution(self, expr: ex.Expr, env: dict) -> dict:
         name, bound = self._bind(expr, catalog.DISTRIBUTIONS, "distribution")
@@ -1143,14 +1180,14 @@ class Resolver:
         out["fan_in"], out["fan_out"] = fan_in, fan_out
         return out
 
-    def _learn(self, expr: ex.Expr) -> dict:
+    def _learn(self, expr: ex.Expr, key: str = "learn") -> dict:
         if isinstance(expr, ex.Name) and len(expr.parts) == 1:
             name, args, kwargs, span = expr.dotted, (), (), expr.span
         elif isinstance(expr, ex.Call):
             name, args, kwargs, span = expr.func, expr.args, expr.kwargs, expr.func_span or expr.span
         else:
             self.report("N103", f"'{ex.to_text(expr)}' is not a learning rule", expr.span,
-                        "write learn = RULE(param = value, ...)")
+                        f"write {key} = RULE(param = value, ...)")
             raise _Skip
         rule = self.rules.get(name)
         if rule is None:
@@ -1167,13 +1204,13 @@ class Resolver:
         missing = [key for key, value in values.items() if value is None]
         if missing:
             self.report("R607", f"rule '{name}' needs a value for {', '.join(missing)}", expr.span,
-                        f"write learn = {name}({', '.join(f'{m} = ...' for m in missing)})")
+                        f"write {key} = {name}({', '.join(f'{m} = ...' for m in missing)})")
             raise _Skip
         return {"rule": name, "args": values, "text": ex.to_text(expr)}
 
-    def _bounds(self, expr: ex.Expr):
+    def _bounds(self, expr: ex.Expr, key: str = "bounds"):
         if not (isinstance(expr, ex.ListExpr) and len(expr.items) == 2):
-            self.report("U505", "bounds are written [lo, hi]", expr.span, "for example: bounds = [0, 1]")
+            self.report("U505", f"{key} are written [lo, hi]", expr.span, f"for example: {key} = [0, 1]")
             return None
         try:
             lo, hi = (self._number(item, "a bound") for item in expr.items)
@@ -1181,19 +1218,25 @@ class Resolver:
             return None
         if not lo < hi:
             self.report("U509", f"the lower bound ({ex.format_number(lo)}) must be below the upper "
-                                f"({ex.format_number(hi)})", expr.span, "write bounds = [lo, hi] with lo < hi")
+                                f"({ex.format_number(hi)})", expr.span, f"write {key} = [lo, hi] with lo < hi")
             return None
         return (lo, hi)
 
     def _rule_uses(self):
-        """Per projection: compartments and targets the rule reads must exist for its post population."""
+        """Per projection and learned bias: compartments and targets the rule reads must exist for its
+        post population, and phase values must exist when it learns. A learned bias is a projection
+        from an always-on unit onto its population (``pre = 1``): every rule symbol has a value there."""
         targets = set(self.run_spec.targets) if self.run_spec else set()
-        for projection in self.projections.values():
-            if projection.learn is None:
+        users = [(q.name, q.learn, q.target, q.spans.get("learn"), "phase", "projection")
+                 for q in self.projections.values()]
+        users += [(p.bias_name, p.learn_bias, p.name, p.spans.get("learn_bias"), "bias_phase", "population")
+                  for p in self.populations.values()]
+        for name, learn, target_name, span, phase_key, owner in users:
+            if learn is None:
                 continue
+            projection = _Use(name, learn, target_name)
             rule = self.rules[projection.learn["rule"]]
             post = self.populations[projection.target]
-            span = projection.spans.get("learn")
             order = {p.name: p.index for p in self.phases}
             learning = projection.learn.get("phases") or [p.name for p in self.phases]
             reported_phases: set[str] = set()
@@ -1220,7 +1263,7 @@ class Resolver:
                                                     f"{node.dotted}, the value at the end of phase '{node.phase}', "
                                                     f"but it learns in phase '{early[0]}', when that value does "
                                                     f"not exist yet{where}", inside,
-                                            (f"learn in a later phase: phase = {later[0]} on the projection"
+                                            (f"learn in a later phase: {phase_key} = {later[0]} on the {owner}"
                                              if later else f"phase '{node.phase}' is the last phase: declare a "
                                                            "phase after it"))
                     if node.dotted == "target" and projection.target not in targets:
@@ -1238,6 +1281,15 @@ class Resolver:
                             self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
                                                 f"'{projection.target}' has no compartment '{compartment}'{where}",
                                         inside, f"its compartments: {have}")
+
+
+@dataclass
+class _Use:
+    """A rule where it is used: a projection's learn, or a population's learn_bias (name ``bias->POP``)."""
+
+    name: str
+    learn: dict
+    target: str
 
 
 def _plural(word: str) -> str:

@@ -63,6 +63,15 @@ class Population:
     span: Span | None = None
     spans: dict[str, Span] = field(default_factory=dict)
     sign_override: bool = False
+    # a learned bias: {"rule": ..., "args": {...}, "text": ..., "phases": [...]} (as a projection's learn)
+    learn_bias: dict | None = None
+    bias_bounds: tuple[float, float] | None = None
+    bias_phase_expr: Any = None  # the bias_phase value, resolved once the phases are known
+
+    @property
+    def bias_name(self) -> str:
+        """The name of its bias learner: ``bias->POP`` (what ``--freeze`` matches)."""
+        return f"bias->{self.name}"
 
     @property
     def discrete(self) -> bool:

@@ -4,7 +4,7 @@
   score, what was run (trials, batch, seed, backend, rules) and how long it took;
 - ``history.csv``: one row per evaluation: trials, training and validation metric, seconds;
 - ``weights.npz``: every projection's weights (post x pre; magnitudes under Dale's law, the sign
-  is the source's);
+  is the source's), and each learned bias as ``bias->POP`` (one value per neuron);
 - ``records.npz``: what the run block records (``E.r``, ...), over the first batch of test trials
   (the first 100 for trials of fewer than 5 steps),
   with their inputs, targets, outputs and mask (time x trials x neurons);
@@ -150,6 +150,7 @@ def metrics(trainer, test, command: str | None = None, warnings=()) -> dict:
     headline = {task.metric: scores.pop(task.metric)}
     last = trainer.history[-1] if trainer.history else {}
     rules = {name: p.learn["text"] for name, p in model.projections.items() if p.learn}
+    rules.update({p.bias_name: p.learn_bias["text"] for p in model.populations.values() if p.learn_bias})
     out = {
         "model": str(Path(model.path).resolve()) if model.path else None,
         "network": model.network.name,
@@ -199,7 +200,11 @@ def write_results(folder: Path, trainer, test, command: str | None = None, plots
     written.append("metrics.json")
     atomic_write_text(folder / "history.csv", history_csv(trainer))
     written.append("history.csv")
-    atomic_write_bytes(folder / "weights.npz", _npz({name: trainer.sim.weights[name] for name in trainer.sim.weights}))
+    weights = {name: trainer.sim.weights[name] for name in trainer.sim.weights}
+    # every bias the model learns, frozen ones (--freeze 'bias->POP') too: one value per neuron
+    weights.update({p.bias_name: trainer.sim.biases[name] for name, p in trainer.model.populations.items()
+                    if p.learn_bias})
+    atomic_write_bytes(folder / "weights.npz", _npz(weights))
     written.append("weights.npz")
     arrays = {name: value.astype(np.float32) for name, value in (records or test.records).items()}
     recorded = next(iter(arrays.values())).shape[1] if arrays else trainer.config.batch

@@ -90,6 +90,53 @@ class WeightsView(Mapping):
         return len(self._sim.program.projections)
 
 
+class BiasesView(Mapping):
+    """``sim.biases["H1.E"]``: a population's bias, one value per neuron (a copy), for every
+    population that is not an input. A learned bias (``learn_bias``) changes as the rule updates it.
+    Assigning ``sim.biases["H1.E"] = b`` (one number or one per neuron, finite) sets a learned or
+    per-neuron (drawn) bias; a bias that is one number for the whole population is a constant of
+    the compiled kernel and cannot be set."""
+
+    def __init__(self, sim: Simulator):
+        self._sim = sim
+
+    def _population(self, name: str):
+        program = self._sim.program
+        p = program.populations.get(name)
+        if p is None or p.role == "input":
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise KeyError(f"no population with a bias named '{name}'{hint} (populations: {', '.join(self)})")
+        return p
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        p = self._population(name)
+        if isinstance(p.bias, np.ndarray):
+            return p.bias.copy()
+        return np.full(p.size, p.bias, dtype=self._sim.program.dtype)
+
+    def __setitem__(self, name: str, value) -> None:
+        p = self._population(name)
+        if not isinstance(p.bias, np.ndarray):
+            raise InputError(f"the bias of '{name}' is one number compiled into the kernel: give the population "
+                             "learn_bias = ... or a per-neuron bias (bias = uniform(...)) to set it from Python")
+        array = np.asarray(value, dtype=np.float64)
+        if array.shape not in ((), (p.size,)):
+            raise InputError(f"the bias of '{name}' must be one number or one per neuron ({p.size},), "
+                             f"got {array.shape}")
+        if not np.isfinite(array).all():
+            raise InputError(f"the bias of '{name}' contains NaN or infinite values")
+        p.bias[...] = array
+
+    def __iter__(self):
+        return iter([n for n, p in self._sim.program.populations.items() if p.role != "input"])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
 class Simulator:
     """Runs a compiled model. Create it with ``model.compile(backend=..., batch=...)``."""
 
@@ -102,7 +149,9 @@ class Simulator:
         self.backend_name = backend
         self.backend = make_backend(program, backend, self.batch)
         self._initial_weights = {name: _copy_weights(q.weights) for name, q in program.projections.items()}
+        self._initial_biases = {name: b.weights.dense.copy() for name, b in program.biases.items()}
         self.weights = WeightsView(self)
+        self.biases = BiasesView(self)
         self.reset()
         warm_up = getattr(self.backend, "warm_up", None)
         if warm_up is not None:
@@ -134,8 +183,9 @@ class Simulator:
         self.phase_values: dict[tuple[str, str, int], np.ndarray] = {
             key: np.zeros((program.populations[key[0]].size, batch), dtype=dtype) for key in program.phase_values}
         self.traces: dict[str, np.ndarray] = {}
-        for q in program.plastic:
-            pre, post = program.populations[q.source].size, program.populations[q.target].size
+        for q in program.learners:  # a learned bias: traces as of a projection from one always-on unit
+            pre = 1 if q.source is None else program.populations[q.source].size
+            post = program.populations[q.target].size
             nnz = q.weights.nnz if q.weights.is_sparse else None
             for trace in q.rule.analysis.trace_shape:
                 shape = q.rule.trace_shape(trace, post, pre, nnz, batch)
@@ -151,6 +201,8 @@ class Simulator:
                 _assign_weights(program.projections[name].weights, initial)
             for name in program.projections:
                 refresh_ties(program, name)
+            for name, initial in self._initial_biases.items():
+                program.biases[name].weights.dense[...] = initial
 
     def reset_state(self, traces: bool = False) -> None:
         """Start a new trial: states, rates and compartment inputs back to rest and the step
@@ -172,7 +224,7 @@ class Simulator:
             for c in p.compartments:
                 self.compartment[f"{p.name}.{c}"][...] = 0
         if traces:
-            for q in program.plastic:
+            for q in program.learners:
                 for trace in q.rule.analysis.trace_shape:
                     self.traces[f"{q.name}:{trace}"][...] = q.rule.trace_init.get(trace, 0.0)
 
@@ -329,7 +381,7 @@ class Simulator:
             reward_chunk = None if reward_array is None else np.ascontiguousarray(reward_array[done:done + length])
             start = self.n
             final = done + length == steps
-            saved = self._snapshot() if learn and program.plastic else None
+            saved = self._snapshot() if learn and program.learners else None
             failure = self.backend.run(self, length, inputs_chunk, noise, records, targets_chunk, reward_chunk,
                                        learn, final)
             if failure is not None:
@@ -351,8 +403,9 @@ class Simulator:
                 when = f"at step {step}" + (f" (t = {step * program.dt * 1e3:g} ms)" if program.dt else "")
                 if isinstance(what, tuple):
                     projection = what[1]
-                    rule = program.projections[projection].rule.name
-                    raise SimulationError(f"rule '{rule}' drove the weights of {projection} to NaN or infinity "
+                    rule = program.learner(projection).rule.name
+                    what = "weights" if projection in program.projections else "learned bias"
+                    raise SimulationError(f"rule '{rule}' drove the {what} of {projection} to NaN or infinity "
                                           f"{when}; lower its learning rate, or add bounds", step=step,
                                           population=None, records=kept)
                 raise SimulationError(f"the state of population '{what}' became NaN or infinite {when}",
@@ -403,6 +456,7 @@ class Simulator:
             "n": self.n,
             "w": {name: (q.weights.data if q.weights.is_sparse else q.weights.dense).copy()
                   for name, q in self.program.projections.items() if q.rule is not None or q.tie is not None},
+            "b": {name: b.weights.dense.copy() for name, b in self.program.biases.items()},
             "traces": {k: v.copy() for k, v in self.traces.items()},
             "x": {k: v.copy() for k, v in self.x.items()},
             "r": {k: v.copy() for k, v in self.r.items()},
@@ -414,6 +468,8 @@ class Simulator:
         for name, values in saved["w"].items():
             w = self.program.projections[name].weights
             (w.data if w.is_sparse else w.dense)[...] = values
+        for name, values in saved["b"].items():
+            self.program.biases[name].weights.dense[...] = values
         for group, target in (("traces", self.traces), ("x", self.x), ("r", self.r), ("c", self.compartment)):
             for key, values in saved[group].items():
                 target[key][...] = values
@@ -433,7 +489,7 @@ class Simulator:
 
     def _targets(self, targets, steps: int) -> dict[str, np.ndarray]:
         program = self.program
-        readers = [q.target for q in program.plastic
+        readers = [q.target for q in program.learners
                    if any(isinstance(n, ex.Name) and n.dotted == "target"
                           for s in q.rule.statements for n in ex.walk(s.value))]
         readers += [name for phase in program.phases for name in phase.nudge + phase.clamp]
@@ -496,6 +552,8 @@ class Simulator:
                     w.indptr, w.indices, w.data)
             else:
                 arrays[f"w/{name}/dense"] = w.dense
+        for name, b in self.program.biases.items():
+            arrays[f"b/{name}"] = b.weights.dense[:, 0]
         for name, value in self.x.items():
             arrays[f"x/{name}"] = value
         for name, value in self.r.items():
@@ -535,6 +593,8 @@ class Simulator:
                     w.data[:] = data[f"w/{name}/data"]
                 else:
                     w.dense[...] = data[f"w/{name}/dense"]
+            for name, b in self.program.biases.items():
+                b.weights.dense[:, 0] = data[f"b/{name}"]
             for name in self.x:
                 self.x[name][...] = data[f"x/{name}"]
             for name in self.r:

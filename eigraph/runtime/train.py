@@ -53,7 +53,7 @@ class RunConfig:
     backend: str = "numba"
     eval_every: int = 0  # trials; 0: about 20 evaluations per run
     checkpoint_every: int = 0  # trials; 0: about 10 checkpoints per run
-    freeze: list[str] = field(default_factory=list)  # glob patterns: projections that do not learn in this run
+    freeze: list[str] = field(default_factory=list)  # glob patterns: projections (and bias->POP) not learning here
 
     @property
     def batches(self) -> int:
@@ -100,6 +100,10 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
             rule = model.rules.get(projection.learn["rule"]) if projection.learn else None
             if rule is not None and "target" in rule_names(rule) and projection.target not in readers:
                 readers.append(projection.target)
+        for name, p in populations.items():  # a learned bias whose rule reads the target
+            rule = model.rules.get(p.learn_bias["rule"]) if p.learn_bias else None
+            if rule is not None and "target" in rule_names(rule) and name not in readers:
+                readers.append(name)
         targets = readers or [name for name, p in populations.items() if p.role == "readout"]
     if not inputs:
         raise TaskError(f"'{model.path}' has no input population for the task's inputs")
@@ -127,11 +131,13 @@ def plan_run(model, task: str | None = None, trials: int | None = None, batch: i
 
 
 def frozen_projections(model, patterns: list[str]) -> list[str]:
-    """The learning projections whose names match one of the glob ``patterns`` (``--freeze``);
-    a pattern that matches none is a :class:`TaskError` naming the projections that learn."""
+    """The learning projections and learned biases (named ``bias->POP``) whose names match one of the
+    glob ``patterns`` (``--freeze``); a pattern that matches none is a :class:`TaskError` naming the
+    ones that learn."""
     import fnmatch
 
     learning = [name for name, p in model.projections.items() if p.learn]
+    learning += [p.bias_name for p in model.populations.values() if p.learn_bias]
     out = []
     for pattern in patterns:
         matched = [name for name in learning if fnmatch.fnmatchcase(name, pattern)]
@@ -215,6 +221,9 @@ class Trainer:
         for source, target, key, data in graph.edges(keys=True, data=True):
             if key in self.frozen:
                 graph.edges[source, target, key].update(learn=None, plastic=False)
+        for name in graph.nodes:
+            if f"bias->{name}" in self.frozen:  # a frozen learned bias keeps its initial value
+                graph.nodes[name].update(learn_bias=None)
         return Simulator(lower(graph, batch=config.batch), backend=config.backend, batch=config.batch,
                          seed=config.seed)
 
@@ -260,19 +269,21 @@ class Trainer:
 
     def _check_rules(self):
         targets = set(self.config.targets)
-        for projection in self.model.projections.values():
-            if not projection.learn:
+        uses = [(q.name, q.learn, q.target) for q in self.model.projections.values()]
+        uses += [(p.bias_name, p.learn_bias, p.name) for p in self.model.populations.values()]
+        for name, learn, target in uses:
+            if not learn:
                 continue
-            if projection.name in getattr(self, "frozen", ()):
+            if name in getattr(self, "frozen", ()):
                 continue
-            rule = self.model.rules[projection.learn["rule"]]
+            rule = self.model.rules[learn["rule"]]
             names = rule_names(rule)
             if "reward" in names:
-                raise TaskError(f"rule '{rule.name}' on {projection.name} reads 'reward', but the {self.task.name} "
+                raise TaskError(f"rule '{rule.name}' on {name} reads 'reward', but the {self.task.name} "
                                 "task gives no reward: eigraph run trains with targets; use a target-driven rule "
                                 "there, or run the model from Python with sim.run(..., reward=...)")
-            if "target" in names and projection.target not in targets:
-                raise TaskError(f"rule '{rule.name}' on {projection.name} reads 'target', but '{projection.target}' "
+            if "target" in names and target not in targets:
+                raise TaskError(f"rule '{rule.name}' on {name} reads 'target', but '{target}' "
                                 f"is not one of the run's targets ({', '.join(self.config.targets)})")
 
     # running trials ----------------------------------------------------------------------------
@@ -311,7 +322,7 @@ class Trainer:
         driven = set(phase.nudge + phase.clamp) if phase is not None else set()
         if phase is not None and learn:
             program = sim.program
-            rules = [q.rule for q in program.plastic if program.learns_in(q, phase.index)]
+            rules = [q.rule for q in program.learners if program.learns_in(q, phase.index)]
             if not rules:  # nothing learns in this phase: one call
                 learning = np.zeros(steps, dtype=bool)
             elif all(r.timing == "trial" and not r.analysis.trace_shape for r in rules) and learning[-1] and \

@@ -274,7 +274,11 @@ def _full_scene(graph, name: str, subtitle: str) -> Scene:
                f"{d['size']:,} neurons{', tau ' + tau if tau else ''}, {d['activation']}")
         if d.get("compartments"):
             tip += ", compartments " + ", ".join(d["compartments"])
-        nodes[pop] = Node(pop, short, f"{d['size']:,}", kind, d["sign"], d["size"], chain[-1] if chain else None,
+        count = f"{d['size']:,}"
+        if d.get("learn_bias"):  # a learned bias: its rule under the neuron count
+            count += f", bias: {_rule_label(d['learn_bias'])}"
+            tip += f", learned bias {d['learn_bias']['text']}"
+        nodes[pop] = Node(pop, short, count, kind, d["sign"], d["size"], chain[-1] if chain else None,
                           list(d.get("compartments") or []), tip, order=order)
     raw = list(graph.edges(keys=True, data=True))
     syn = [max(d["expected_synapses"], 1e-9) for *_, d in raw]
