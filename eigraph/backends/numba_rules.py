@@ -66,6 +66,7 @@ class RuleEmitter:
         self.matrix_products = self.analysis.factorised and self._inlined_reads_agree()
         self.draws = draw_count(statements)  # streams of uniform draws: rnd_ID[t, stream, i, b]
         self.selections: dict[tuple[int, str], str] = {}  # (statement, top_fraction text) -> its array
+        self._selected: dict[tuple[str, int], str] = {}  # (code of x, count) -> its array
 
     def _inlined_reads_agree(self) -> bool:
         """The factorised dw has its temporaries written into it, so a trace it reads through a
@@ -223,13 +224,7 @@ class RuleEmitter:
                     self.select(body, s.value, pos)
                     self.statement(body, s, pos, level)
         dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
-        if self.matrix_products:  # dw with its temporaries written in
-            for term in self.analysis.terms:
-                for side in (POST, PRE, BATCH):
-                    factor = term_factor(term, side)
-                    if factor is not None:
-                        self.select(body, factor, dw_pos)
-        else:
+        if not self.matrix_products:  # (matrix products: in factorised, when dw is applied)
             for pos, s in enumerate(self.statements):
                 if self.side[pos] == SYN or pos == dw_pos:
                     self.select(body, s.value, pos)
@@ -251,12 +246,16 @@ class RuleEmitter:
             key = (pos, ex.to_text(call))
             if key in self.selections:
                 continue
-            k = len(self.selections)
-            var = f"sel_{self.id}_{k}"
-            self.selections[key] = var
             size = self.post_pop.size
             count = selected_count(call.args[1], self.rule.params, size)
             value = self.expr(call.args[0], POST, pos)
+            done = self._selected
+            if (value, count) in done:  # the same code reads the same values: a temporary's, inlined in dw
+                self.selections[key] = done[(value, count)]
+                continue
+            k = len(done)
+            var = f"sel_{self.id}_{k}"
+            self.selections[key] = done[(value, count)] = var
             body(f"for b in range(B):  # {comment_text(ex.to_text(call))}: the {count} largest of {size}, if > 0")
             body(f"    for i in range({size}):")
             body(f"        selx_{self.id}_{k}[i] = {value}")
@@ -342,6 +341,11 @@ class RuleEmitter:
         dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
         body(f"if apply_{self.id}:")
         body.indent += 1
+        for term in self.analysis.terms:  # dw with its temporaries written in
+            for side in (POST, PRE, BATCH):
+                factor = term_factor(term, side)
+                if factor is not None:
+                    self.select(body, factor, dw_pos)
         pieces = []
         for t, term in enumerate(self.analysis.terms):
             post_f, pre_f, batch_f = term_factor(term, POST), term_factor(term, PRE), term_factor(term, BATCH)
