@@ -560,7 +560,7 @@ class Resolver:
     def _check_population_call(self, decl: ast.RuleDecl, node: ex.Call) -> None:
         """top_fraction(x, f) and bernoulli(p) are per post neuron: their argument may not read
         pre, w or what depends on them (R611); f is a constant fraction in [0, 1] (R612)."""
-        from eigraph.compile.rules import POST, PRE, SYN, expression_sides, statement_sides
+        from eigraph.compile.rules import PRE, SYN, expression_sides, statement_sides
 
         try:
             known = statement_sides(decl.body)
@@ -1290,7 +1290,6 @@ class Resolver:
                             self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
                                                 f"'{projection.target}' has no compartment '{compartment}'{where}",
                                         inside, f"its compartments: {have}")
-
 
     def _check_fractions(self, rule, projection, span) -> None:
         """top_fraction's fraction with the values this projection gives the rule's parameters."""
