@@ -40,15 +40,21 @@ population O : Lin(2, learn_bias = delta(eta = 0.1), bias_phase = free)
 population B : Lin(2, learn_bias = delta(eta = 0.1), bias_phase = free, bias_bounds = [-0.01, 0.05])
 population T : Lin(3, learn_bias = supervised_bcm(eta = 0.1, k = 1, tau_theta = 4 ms), bias = 0.2)
 population P : Lin(3, learn_bias = settle(eta = 0.2), bias = normal(0.5, 0.1), bias_bounds = [0.45, 0.9])
+population S : Lin(3, learn_bias = pick(eta = 0.1), bias_phase = free)
 x -> H.apical : dense, init = constant(0.5)
 x -> O : dense, init = constant(0.25)
 x -> B : dense, init = constant(0.25)
 x -> T : dense, init = uniform(0, 1)
 x -> P : dense, init = uniform(0, 1)
 H -> P : dense, init = uniform(0, 1)
+x -> S : dense, init = uniform(0, 1)
 rule settle(eta = 0.1) {
     gap = post - w * mean(pre)
     dw = eta * gap * abs(w)
+}
+rule pick(eta = 0.1) {            # the rule functions with their own draws, on a bias
+    e = post - 0.5
+    dw = eta * e * top_fraction(e, 0.5) * bernoulli(0.7) + eta * uniform()
 }
 phase free   { steps = 1 }
 phase nudged { steps = 1 }
@@ -109,16 +115,16 @@ def test_numba_agrees_with_the_reference_step_by_step(biased):
         for name, sim in sims.items():
             sim.reset_state()
             a = sim.run({"x": x_free}, targets={"O": target, "B": target}, phase="free", record=["H.apical", "O.r"])
-            mid = {p: sim.biases[p] for p in "HOBTP"}
+            mid = {p: sim.biases[p] for p in "HOBTPS"}
             b = sim.run({"x": x_nudged}, phase="nudged", record=["H.apical", "O.r"])
-            seen[name] = (a, mid, b, {p: sim.biases[p] for p in "HOBTP"}, dict(sim.traces))
+            seen[name] = (a, mid, b, {p: sim.biases[p] for p in "HOBTPS"}, dict(sim.traces))
         for one, other in zip(seen["numpy"], seen["numba"]):
             assert one.keys() == other.keys()
             for key in one:
                 np.testing.assert_allclose(one[key], other[key], rtol=1e-12, atol=1e-14)
-    for p in "HOBTP":  # each did learn
+    for p in "HOBTPS":  # each did learn
         assert not np.array_equal(sims["numba"].biases[p], biased.compile(backend="numpy").biases[p]), p
-    assert not sims["numba"].backend.source().count("learn_w") < 5  # five bias rules in the kernel
+    assert not sims["numba"].backend.source().count("learn_w") < 6  # six bias rules in the kernel
     assert "per synapse" in sims["numba"].backend.source()  # settle's dw is not factorisable
 
 
@@ -198,10 +204,10 @@ def test_run_writes_and_freezes_learned_biases(tmp_path, capsys):
     (("bias_phase = nudged", "bias_phase = []"), "P703", (5, 81)),
     (("bias_bounds = [-0.01, 0.05]", "bias_bounds = [0.05, -0.01]"), "U509", (7, 87)),
     (("bias_bounds = [-0.01, 0.05]", "bias_bounds = 3"), "U505", (7, 87)),
-    (("Lin(2, learn_bias = delta(eta = 0.1), bias_phase = free)", "Lin(2, bias_phase = free)"), "R611", (6, 36)),
-    (("Lin(2, learn_bias = delta(eta = 0.1), bias_phase = free, bias_bounds", "Lin(2, bias_bounds"), "R611",
+    (("Lin(2, learn_bias = delta(eta = 0.1), bias_phase = free)", "Lin(2, bias_phase = free)"), "R614", (6, 36)),
+    (("Lin(2, learn_bias = delta(eta = 0.1), bias_phase = free, bias_bounds", "Lin(2, bias_bounds"), "R614",
      (7, 37)),
-    (("input(2)", "input(2, learn_bias = hebb)"), "R611", (4, 38)),
+    (("input(2)", "input(2, learn_bias = hebb)"), "R614", (4, 38)),
     (("targets = [O, B]", "targets = [O]"), "C303", (7, 36)),
     (("learn_bias = delta(eta = 0.1), bias_phase = free)", "learn_bias = bp_like(compartment = basal), "
                                                            "bias_phase = nudged)"), "C302", (6, 36)),

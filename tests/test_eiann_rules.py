@@ -10,6 +10,8 @@ Each model runs on the NumPy reference and on Numba (one kernel for all its rule
   (Supervised_BCM_4, its threshold over two trials), htc (Hebbian_Temporal_Contrast, gated and
   not), td_htc / td_htc_3 (Top_Down_Hebbian_Temporal_Contrast_1 / _3): one model, one trial;
 - btsp (BTSP_19) over two trials, its traces carrying the first trial's plateau and rate;
+- unit selection: bp_like and btsp with max_pop_fraction (the largest positive and the most
+  negative losses), bp_like_stochastic (candidates drawn with probability |loss|);
 - dendritic_loss cancels the free-phase apical input it is trained on;
 - normalize sets each row's L1 sum at initialisation too (dense, masked dense and CSR);
 - Numba reads a trace through a temporary where NumPy does (btsp reads its traces that way).
@@ -254,6 +256,72 @@ def test_btsp_gives_its_equation_with_the_previous_trial_in_its_traces(tmp_path)
         np.testing.assert_allclose(weights[1], expected, atol=1e-12, err_msg=backend)
         np.testing.assert_allclose(sim.traces["p->H.basal:et_past"].ravel(), [0, 0.6, 1], atol=1e-12)
         np.testing.assert_allclose(sim.traces["p->H.basal:plateau_past"].ravel(), [-0.3, 1, 0], atol=1e-12)
+
+
+# unit selection (max_pop_fraction, stochastic) ----------------------------------------------------------
+SELECTED = """\
+network s { seed = 2; precision = float64; dt = 1 ms }
+celltype Pyr : excitatory { tau = 1 steps; activation = relu; compartments = [apical, basal] }
+population x : input(5)
+population a : input(5)
+population p : input(3)
+population H : Pyr(5)
+x -> H : one_to_one, init = constant(1)
+a -> H.apical : one_to_one, init = constant(1)
+p -> H.basal : dense, init = constant(0.5), learn = bp_like(eta = 0.1), phase = nudged, name = "all"
+p -> H.basal : dense, init = constant(0.5), learn = bp_like(eta = 0.1, max_pop_fraction = 0.2), phase = nudged,
+               name = "fifth"
+p -> H.basal : dense, init = constant(0.5), learn = bp_like_stochastic(eta = 0.1, max_pop_fraction = 0.2),
+               phase = nudged, name = "stochastic"
+p -> H.basal : dense, init = constant(0.5), bounds = [0, 1], phase = nudged, name = "btsp",
+               learn = btsp(eta = 0.1, w_max = 1, discount = 0.25, max_pop_fraction = 0.2)
+phase free   { steps = 1 }
+phase nudged { steps = 1 }
+"""
+
+
+def test_unit_selection_gives_eiann_s_max_pop_fraction(tmp_path):
+    """BP_like_2E / BTSP_19 with max_pop_fraction = 0.2 of 5 units: ceil(1.0) = 1 unit of each sign,
+    the largest positive local loss and the most negative; stochastic = True with losses of
+    magnitude 1 draws those units for sure. The default, f = 1, keeps every unit's loss."""
+    model = _load(tmp_path, SELECTED)
+    for backend in BACKENDS:
+        sim = model.compile(backend=backend, batch=1)
+        x = np.array([[[1.0, 1.0, 1.0, 0.0, 1.0]]])  # H@free = x: unit 3 is gated off
+        sim.run({"x": x, "a": np.zeros((1, 1, 5)), "p": np.array([[[1.0, 0.5, 2.0]]])}, phase="free")
+        sim.run({"x": x, "a": np.array([[[2.0, -2.0, 0.3, 2.0, 0.7]]]), "p": np.array([[[0.2, 1.5, 0.0]]])},
+                phase="nudged")
+        # loss = clip(a - a@free, -1, 1) * heaviside(H@free) = [1, -1, 0.3, 0, 0.7]; pre@free = [1, 0.5, 1]
+        pre_free = np.array([1.0, 0.5, 1.0])
+        np.testing.assert_allclose(sim.weights["all"], 0.5 + 0.1 * np.outer([1, -1, 0.3, 0, 0.7], pre_free),
+                                   atol=1e-12, err_msg=backend)
+        # one unit per sign: 1 (unit 0; unit 3's apical change is gated to 0) and -1 (unit 1)
+        selected = np.array([1.0, -1.0, 0.0, 0.0, 0.0])
+        np.testing.assert_allclose(sim.weights["fifth"], 0.5 + 0.1 * np.outer(selected, pre_free), atol=1e-12,
+                                   err_msg=backend)
+        # stochastic: units 0 and 1 are candidates for sure (|loss| = 1), units 2 and 4 by chance;
+        # of the positive candidates the first by index, unit 0: the same selection, whatever the draws
+        np.testing.assert_allclose(sim.weights["stochastic"], sim.weights["fifth"], atol=1e-12, err_msg=backend)
+        # BTSP_19 with the selected plateau [1, -1, 0, 0, 0], ET = clip(p, 0, 1) = [0.2, 1, 0], no past
+        expected = _btsp_19(np.full((5, 3), 0.5), selected, np.zeros(5), np.array([0.2, 1.0, 0.0]), np.zeros(3))
+        np.testing.assert_allclose(sim.weights["btsp"], expected, atol=1e-12, err_msg=backend)
+        np.testing.assert_allclose(sim.traces["btsp:plateau_past"].ravel(), selected, atol=1e-12, err_msg=backend)
+
+
+def test_stochastic_selection_draws_units_with_probability_of_their_loss(tmp_path):
+    """bp_like_stochastic with f = 1: a unit's loss counts with probability |loss|, so over many
+    samples (batch 2000, the update its mean) dw = eta * loss * |loss| * pre@free on average."""
+    text = SELECTED.replace("bp_like_stochastic(eta = 0.1, max_pop_fraction = 0.2)", "bp_like_stochastic(eta = 0.1)")
+    sim = _load(tmp_path, text, "f1.ei").compile(backend="numpy", batch=2000)
+    ones = lambda v: np.broadcast_to(np.array(v, dtype=float), (1, 2000, len(v)))  # noqa: E731
+    sim.run({"x": ones([1, 1, 1, 0, 1]), "a": ones([0] * 5), "p": ones([1, 0.5, 2])}, phase="free")
+    sim.run({"x": ones([1, 1, 1, 0, 1]), "a": ones([0.6, -0.5, 0.3, 2, -0.2]), "p": ones([0, 0, 0])},
+            phase="nudged")
+    loss = np.array([0.6, -0.5, 0.3, 0.0, -0.2])
+    expected = 0.5 + 0.1 * np.outer(loss * np.abs(loss), [1, 0.5, 1])
+    # a mean of 2000 draws: standard error at most 0.1 * 0.6 * sqrt(0.25 / 2000) = 7e-4
+    np.testing.assert_allclose(sim.weights["stochastic"], expected, atol=3e-3)
+    assert not np.allclose(sim.weights["stochastic"], sim.weights["all"], atol=1e-3)
 
 
 # normalize at initialisation ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from eigraph.backends.numba_rules import RuleEmitter, reads_reward, reads_target
 from eigraph.compile.cache import file_lock, load_module
 from eigraph.compile.codetext import comment_text, docstring_text, ident_part, verify_kernel_source, visible
 from eigraph.compile.program import PopulationPlan, Program
+from eigraph.compile.rules import draw_count
 from eigraph.runtime.errors import InputError
 from eigraph.runtime.threads import blas_threads
 
@@ -800,6 +801,13 @@ class NumbaBackend:
                 out.append(sim.r[target])
             elif kind == "noise":
                 out.append(noise[target])
+            elif kind == "draws":  # the rule's uniform draws (Simulator._draws); none when it does not learn
+                if f"rule:{target}" in noise:
+                    out.append(noise[f"rule:{target}"])
+                else:
+                    q = program.learner(target)
+                    out.append(placeholder(("draws", target), lambda q=q: (
+                        0, draw_count(q.rule.statements), program.populations[q.target].size, sim.batch)))
             elif kind == "bias":
                 out.append(program.populations[target].bias)
             elif kind == "biasw":  # a learned bias as the (N, 1) weights of an always-on unit: the same array

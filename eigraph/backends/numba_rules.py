@@ -16,7 +16,8 @@ import numpy as np
 
 from eigraph.compile.codetext import comment_text, ident_part
 from eigraph.compile.program import PopulationPlan, Program, ProjectionPlan
-from eigraph.compile.rules import BATCH, CONST, POST, PRE, SYN, expression_sides, shape_of, term_factor
+from eigraph.compile.rules import (BATCH, CONST, DRAWS, POST, PRE, SELECT, SYN, draw_count, draw_site,
+                                   expression_sides, selected_count, shape_of, term_factor)
 from eigraph.expr import ast as ex
 from eigraph.model import units
 
@@ -65,6 +66,9 @@ class RuleEmitter:
                     if pos < trace_pos and (later_group or is_dw):
                         self.snapshots.setdefault(node.dotted, set()).add(pos)
         self.matrix_products = self.analysis.factorised and self._inlined_reads_agree()
+        self.draws = draw_count(statements)  # streams of uniform draws: rnd_ID[t, stream, i, b]
+        self.selections: dict[tuple[int, str], str] = {}  # (statement, top_fraction text) -> its array
+        self._selected: dict[tuple[str, int], str] = {}  # (code of x, count) -> its array
 
     def _inlined_reads_agree(self) -> bool:
         """The factorised dw has its temporaries written into it, so a trace it reads through a
@@ -104,6 +108,8 @@ class RuleEmitter:
             out.append((f"{self.id}_mask", f"mask:{self.q.name}"))
         if self.bias:
             out.append((self.q.ident, f"biasw:{self.q.target}"))
+        if self.draws:
+            out.append((f"rnd_{self.id}", f"draws:{self.q.name}"))
         return out
 
     def number(self, value: float) -> str:
@@ -126,6 +132,13 @@ class RuleEmitter:
         if isinstance(e, ex.Call):
             if e.func == "mean":
                 return f"m{e.args[0].dotted}_{self.id}[b]"
+            if e.func == SELECT:  # computed over the population before this statement
+                return f"{self.selections[(pos, ex.to_text(e))]}[i, b]"
+            if e.func in DRAWS:
+                u = f"rnd_{self.id}[t, {draw_site(e)}, i, b]"
+                if e.func == "uniform":
+                    return u
+                return f"(ONE if {u} < min(max({self.expr(e.args[0], level, pos)}, ZERO), ONE) else ZERO)"
             a = [self.expr(x, level, pos) for x in e.args]
             return {
                 "exp": lambda: f"np.exp({a[0]})", "log": lambda: f"np.log({a[0]})", "sqrt": lambda: f"np.sqrt({a[0]})",
@@ -217,7 +230,13 @@ class RuleEmitter:
         for level in (CONST, PRE, POST):
             for pos, s in enumerate(self.statements):
                 if self.side[pos] == level and not (s.kind == "let" and s.target == "dw"):
+                    self.select(body, s.value, pos)
                     self.statement(body, s, pos, level)
+        dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
+        if not self.matrix_products:  # (matrix products: in factorised, when dw is applied)
+            for pos, s in enumerate(self.statements):
+                if self.side[pos] == SYN or pos == dw_pos:
+                    self.select(body, s.value, pos)
         body("if tchk != 0.0:")
         body("    status[0] = n")
         body(f"    status[1] = {1000 + self.q.index}")
@@ -226,6 +245,40 @@ class RuleEmitter:
             self.factorised(body)
         else:
             self.per_synapse(body)
+
+    def select(self, body, expr: ex.Expr, pos: int) -> None:
+        """Compute each ``top_fraction(x, f)`` that ``expr`` (statement ``pos``) reads: for every
+        batch element, x over the post population, then 1 for the ceil(f * N) largest of them
+        that are > 0 (a stable sort: on ties the lower index first), 0 elsewhere."""
+        calls = [n for n in ex.walk(expr) if isinstance(n, ex.Call) and n.func == SELECT]
+        for call in reversed(calls):  # inner ones first: an argument may select too
+            key = (pos, ex.to_text(call))
+            if key in self.selections:
+                continue
+            size = self.post_pop.size
+            count = selected_count(call.args[1], self.rule.params, size)
+            value = self.expr(call.args[0], POST, pos)
+            done = self._selected
+            if (value, count) in done:  # the same code reads the same values: a temporary's, inlined in dw
+                self.selections[key] = done[(value, count)]
+                continue
+            k = len(done)
+            var = f"sel_{self.id}_{k}"
+            self.selections[key] = done[(value, count)] = var
+            body(f"for b in range(B):  # {comment_text(ex.to_text(call))}: the {count} largest of {size}, if > 0")
+            body(f"    for i in range({size}):")
+            body(f"        selx_{self.id}_{k}[i] = {value}")
+            if count >= size:
+                body(f"    for i in range({size}):")
+                body(f"        {var}[i, b] = ONE if selx_{self.id}_{k}[i] > ZERO else ZERO")
+            else:
+                body(f"    order = np.argsort(-selx_{self.id}_{k}, kind='mergesort')  # stable")
+                body(f"    for i in range({size}):")
+                body(f"        {var}[i, b] = ZERO")
+                body(f"    for rank in range({count}):")
+                body("        i = order[rank]")
+                body(f"        if selx_{self.id}_{k}[i] > ZERO:")
+                body(f"            {var}[i, b] = ONE")
 
     def statement(self, body, s, pos: int, level: str) -> None:
         loops = {CONST: [], PRE: [("j", self.pre_pop.size)], POST: [("i", self.post_pop.size)]}[level]
@@ -267,6 +320,9 @@ class RuleEmitter:
                 if isinstance(n, ex.Call) and n.func == "mean"}
         for side in sorted(uses):
             out.append(f"m{side}_{self.id} = np.empty(B, dtype=np.{dtype})")
+        for k in range(self.selection_sites()):
+            out.append(f"sel_{self.id}_{k} = np.empty(({post}, B), dtype=np.{dtype})")
+            out.append(f"selx_{self.id}_{k} = np.empty({post}, dtype=np.{dtype})")
         if self.matrix_products:
             for t, term in enumerate(self.analysis.terms):
                 if term_factor(term, POST) is not None or term.batch:
@@ -275,11 +331,32 @@ class RuleEmitter:
                     out.append(f"Bp_{self.id}_{t} = np.empty(({pre}, B), dtype=np.{dtype})")
         return out
 
+    def selection_sites(self) -> int:
+        """How many top_fraction arrays :meth:`emit` fills (an upper bound is not enough: the
+        scratch arrays are named one by one). Counted as emit counts them."""
+        seen = set()
+        dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
+        exprs = [(pos, s.value) for pos, s in enumerate(self.statements)
+                 if not (self.matrix_products and pos == dw_pos)]
+        if self.matrix_products:
+            exprs += [(dw_pos, f) for term in self.analysis.terms for side in (POST, PRE, BATCH)
+                      if (f := term_factor(term, side)) is not None]
+        for pos, e in exprs:
+            for n in ex.walk(e):
+                if isinstance(n, ex.Call) and n.func == SELECT:
+                    seen.add((pos, ex.to_text(n)))
+        return len(seen)
+
     def factorised(self, body) -> None:
         pre, post = self.pre_pop, self.post_pop
         dw_pos = next(pos for pos, s in enumerate(self.statements) if s.kind == "let" and s.target == "dw")
         body(f"if apply_{self.id}:")
         body.indent += 1
+        for term in self.analysis.terms:  # dw with its temporaries written in
+            for side in (POST, PRE, BATCH):
+                factor = term_factor(term, side)
+                if factor is not None:
+                    self.select(body, factor, dw_pos)
         pieces = []
         for t, term in enumerate(self.analysis.terms):
             post_f, pre_f, batch_f = term_factor(term, POST), term_factor(term, PRE), term_factor(term, BATCH)

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse
 
 from eigraph.compile.program import Program, ProjectionPlan
+from eigraph.compile.rules import SELECT, draw_site, select_top, selected_count
 from eigraph.expr.numpy_eval import evaluate_array
 from eigraph.runtime.errors import InputError
 
@@ -114,7 +115,7 @@ class NumpyBackend:
                 elif op.kind == "learn" and learn and program.learns_in(program.learner(op.name), sim.phase):
                     q = program.learner(op.name)
                     apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
-                    dw = self.learn(sim, q, n, t, targets or {}, reward, apply)
+                    dw = self.learn(sim, q, n, t, targets or {}, reward, apply, noise.get(f"rule:{q.name}"))
                     if not all(np.isfinite(sim.traces[f"{q.name}:{z}"]).all() for z in q.rule.analysis.trace_shape):
                         return n, ("rule", q.name)
                     if dw is not None:
@@ -127,9 +128,10 @@ class NumpyBackend:
             sim.n += 1
         return None
 
-    def learn(self, sim, q: ProjectionPlan, n: int, t: int, targets: dict, reward, apply: bool):
+    def learn(self, sim, q: ProjectionPlan, n: int, t: int, targets: dict, reward, apply: bool, draws=None):
         """One step of a rule: traces integrated (Euler, the model's dt), then dw (batch-averaged)
-        when ``apply``. Evaluated in a (post x pre x batch) frame, the plainest reading of the rule."""
+        when ``apply``. Evaluated in a (post x pre x batch) frame, the plainest reading of the rule.
+        ``draws``: the run's uniform draws of this projection's rule, (steps, streams, N_post, B)."""
         program, rule = self.program, q.rule
         post_pop = program.populations[q.target]
         if q.source is None:  # a learned bias: the synapses of an always-on unit (pre = 1)
@@ -202,12 +204,27 @@ class NumpyBackend:
         def mean(name):
             return (pre if name == "pre" else post).mean(axis=0)[None, None, :]
 
+        def per_post(value):  # a value of each post neuron and batch element, (N_post, B)
+            return np.broadcast_to(np.asarray(value, dtype=program.dtype), (n_post, 1, batch))[:, 0, :]
+
+        def population(call, evaluate):
+            """top_fraction(x, f), bernoulli(p), uniform(): one value per post neuron and batch element."""
+            if call.func == SELECT:
+                count = selected_count(call.args[1], rule.params, n_post)
+                chosen = select_top(per_post(evaluate(call.args[0])), count)
+                return chosen.astype(program.dtype)[:, None, :]
+            u = draws[t, draw_site(call)]  # uniform in [0, 1), drawn by the simulator (seeded)
+            if call.func == "uniform":
+                return u[:, None, :]
+            p = np.clip(per_post(evaluate(call.args[0])), 0, 1)
+            return (u < p).astype(program.dtype)[:, None, :]
+
         frame = (n_post, n_pre, batch)
         dw = None
         for statement in rule.statements:
             if statement.kind == "init":
                 continue
-            value = evaluate_array(statement.value, lookup, mean)
+            value = evaluate_array(statement.value, lookup, mean, population)
             if statement.kind == "ode":
                 key = f"{q.name}:{statement.target}"
                 full = np.broadcast_to(np.asarray(value, dtype=program.dtype), frame)

@@ -14,7 +14,7 @@ import numpy as np
 
 from eigraph.compile.connectivity import Weights, build_weights, draw, projection_rng
 from eigraph.compile.program import BiasPlan, Op, PhasePlan, PopulationPlan, Program, ProjectionPlan, RulePlan
-from eigraph.compile.rules import analyse
+from eigraph.compile.rules import analyse, number_draws
 from eigraph.expr import ast as ex
 from eigraph.expr.evaluate import EvalError, Value, evaluate
 from eigraph.model.graph import signature
@@ -171,6 +171,7 @@ def bind_rule(graph, edge: dict) -> RulePlan:
     names = {k: v for k, v in args.items() if isinstance(v, str)}
     if names:
         statements = [_substitute(s, names) for s in statements]
+    statements = number_draws(statements)  # each bernoulli / uniform its own stream of draws
     params = {k: float(v) for k, v in args.items() if not isinstance(v, str)}
     env = {k: Value(v) for k, v in params.items()}
     trace_init = {}

@@ -20,6 +20,12 @@ from eigraph.frontend import ast
 
 PRE, POST, SYN, BATCH, CONST = "pre", "post", "syn", "batch", "const"
 
+# Functions of a rule over the post population (one value per post neuron and batch element):
+# the most active fraction (EIANN's max_pop_fraction) and seeded random draws.
+SELECT = "top_fraction"
+DRAWS = ("bernoulli", "uniform")
+POPULATION_FUNCTIONS = (SELECT,) + DRAWS
+
 # What each built-in symbol depends on. "w" is per synapse and has no batch dimension.
 SYMBOL_SIDES = {"pre": {PRE}, "post": {POST}, "target": {POST}, "w": {"w"}, "reward": {BATCH}, "dt": set(), "t": set(),
                 "sign": set()}
@@ -94,14 +100,14 @@ def expression_sides(expr: ex.Expr, known: dict[str, set]) -> set:
                 sides |= known[node.dotted]
         elif isinstance(node, ex.Call) and node.func == "mean":
             sides.add(BATCH)
+        elif isinstance(node, ex.Call) and node.func in POPULATION_FUNCTIONS:
+            sides.add(POST)  # one value per post neuron (and batch element), whatever it reads
     return sides
 
 
-def analyse(statements: list[ast.Statement], params: set[str]) -> RuleAnalysis:
-    """Sides of traces and temporaries (a fixpoint: traces may read each other), trace shapes,
-    and the factorisation of dw."""
-    traces = [s for s in statements if s.kind == "ode"]
-    known: dict[str, set] = {s.target: set() for s in traces}
+def statement_sides(statements: list[ast.Statement]) -> dict[str, set]:
+    """What every trace and temporary depends on (a fixpoint: traces may read each other)."""
+    known: dict[str, set] = {s.target: set() for s in statements if s.kind == "ode"}
     for _ in range(len(statements) + 2):
         changed = False
         for s in statements:
@@ -113,6 +119,79 @@ def analyse(statements: list[ast.Statement], params: set[str]) -> RuleAnalysis:
                 changed = True
         if not changed:
             break
+    return known
+
+
+def number_draws(statements: list[ast.Statement]) -> list[ast.Statement]:
+    """Each ``bernoulli(p)`` / ``uniform()`` written in the rule gets its own stream of draws: the
+    call is marked ``site = K`` (K counted in the order written). A temporary written into ``dw``
+    keeps its mark, so its draw is the same wherever it is read."""
+    import dataclasses
+
+    count = [0]
+
+    def rewrite(expr):
+        if isinstance(expr, ex.BinOp):
+            return ex.BinOp(expr.op, rewrite(expr.left), rewrite(expr.right), span=expr.span)
+        if isinstance(expr, ex.Neg):
+            return ex.Neg(rewrite(expr.operand), span=expr.span)
+        if isinstance(expr, ex.Call):
+            args = tuple(rewrite(a) for a in expr.args)
+            kwargs = expr.kwargs
+            if expr.func in DRAWS:
+                kwargs = (ex.Keyword("site", ex.Number(float(count[0]))),)
+                count[0] += 1
+            return ex.Call(expr.func, args, kwargs, func_span=expr.func_span, span=expr.span)
+        return expr
+
+    return [s if s.kind == "init" else dataclasses.replace(s, value=rewrite(s.value)) for s in statements]
+
+
+def draw_site(call: ex.Call) -> int:
+    """The stream of a draw marked by :func:`number_draws`."""
+    return int(next(k.value.value for k in call.kwargs if k.name == "site"))
+
+
+def draw_count(statements: list[ast.Statement]) -> int:
+    """How many streams of draws a rule (numbered by :func:`number_draws`) reads each step."""
+    sites = [draw_site(n) for s in statements if s.kind != "init" for n in ex.walk(s.value)
+             if isinstance(n, ex.Call) and n.func in DRAWS]
+    return max(sites) + 1 if sites else 0
+
+
+def selected_count(fraction: ex.Expr, params: dict[str, float], size: int) -> int:
+    """How many neurons ``top_fraction(x, f)`` selects at most: ceil(f * N) in double precision
+    (EIANN's ``math.ceil(max_pop_fraction * pop.size)``), within [0, N]. ``f`` reads numbers and
+    parameters only (validate: R612)."""
+    import math
+
+    from eigraph.expr.evaluate import Value, evaluate
+
+    f = evaluate(fraction, {k: Value(v) for k, v in params.items()}).magnitude
+    return min(max(math.ceil(f * size), 0), size)
+
+
+def select_top(values, count: int):
+    """The reference selection over one population (axis 0; one column per batch element): 1
+    where the value is > 0 and among the ``count`` largest of its column (ties: the lower index
+    first, a stable descending sort), else 0."""
+    import numpy as np
+
+    positive = values > 0
+    n = values.shape[0]
+    if count >= n:
+        return positive
+    order = np.argsort(-values, axis=0, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n)[:, None], order.shape), axis=0)
+    return positive & (rank < count)
+
+
+def analyse(statements: list[ast.Statement], params: set[str]) -> RuleAnalysis:
+    """Sides of traces and temporaries (a fixpoint: traces may read each other), trace shapes,
+    and the factorisation of dw."""
+    traces = [s for s in statements if s.kind == "ode"]
+    known = statement_sides(statements)
     shared = {s.target for s in traces if s.shared}
     trace_shape = {s.target: shape_of(known[s.target]) for s in traces}
     batched = {s.target: s.target not in shared for s in traces}
@@ -135,7 +214,8 @@ def _inline(expr: ex.Expr, definitions: dict[str, ex.Expr]) -> ex.Expr:
     if isinstance(expr, ex.Neg):
         return ex.Neg(_inline(expr.operand, definitions), span=expr.span)
     if isinstance(expr, ex.Call):
-        return ex.Call(expr.func, tuple(_inline(a, definitions) for a in expr.args), expr.kwargs, span=expr.span)
+        return ex.Call(expr.func, tuple(_inline(a, definitions) for a in expr.args), expr.kwargs,
+                       func_span=expr.func_span, span=expr.span)
     return expr
 
 

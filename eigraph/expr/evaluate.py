@@ -80,6 +80,11 @@ def evaluate(expr: ex.Expr, env: dict[str, Value] | None = None) -> Value:
             raise EvalError(f"cannot compute '{ex.to_text(expr)}': {exc}", expr.span, "check the arithmetic",
                             code="U521") from None
     if isinstance(expr, ex.Call):
+        if expr.func in ("mean", "top_fraction", "bernoulli") or (expr.func == "uniform" and not expr.args):
+            raise EvalError(f"'{expr.func}(...)' is a function of a rule's equations; it cannot be used in a value",
+                            expr.func_span or expr.span,
+                            f"use {expr.func}(...) in an equation of a rule; a value is one number"
+                            + (" (or a distribution: uniform(a, b))" if expr.func == "uniform" else ""), code="R613")
         if expr.func not in FUNCTIONS or expr.kwargs:
             raise EvalError(f"'{expr.func}(...)' cannot be used in a value here", expr.func_span or expr.span,
                             "functions in values: " + ", ".join(sorted(FUNCTIONS)), code="N108")

@@ -18,9 +18,10 @@ UNARY = {
 }
 
 
-def evaluate_array(expr: ex.Expr, lookup, mean=None):
+def evaluate_array(expr: ex.Expr, lookup, mean=None, population=None):
     """``lookup(name)`` returns the value of a symbol; ``mean(name)`` the population mean of
-    ``pre`` or ``post``."""
+    ``pre`` or ``post``; ``population(call, evaluate)`` the value of a function over the post
+    population (``top_fraction``, ``bernoulli``, ``uniform``), ``evaluate`` evaluating its arguments."""
     if isinstance(expr, ex.Number):
         if expr.unit is None:
             return expr.value
@@ -28,10 +29,10 @@ def evaluate_array(expr: ex.Expr, lookup, mean=None):
     if isinstance(expr, ex.Name):
         return lookup(expr.dotted)
     if isinstance(expr, ex.Neg):
-        return -evaluate_array(expr.operand, lookup, mean)
+        return -evaluate_array(expr.operand, lookup, mean, population)
     if isinstance(expr, ex.BinOp):
-        left = evaluate_array(expr.left, lookup, mean)
-        right = evaluate_array(expr.right, lookup, mean)
+        left = evaluate_array(expr.left, lookup, mean, population)
+        right = evaluate_array(expr.right, lookup, mean, population)
         if expr.op == "+":
             return left + right
         if expr.op == "-":
@@ -44,7 +45,9 @@ def evaluate_array(expr: ex.Expr, lookup, mean=None):
     if isinstance(expr, ex.Call):
         if expr.func == "mean":
             return mean(expr.args[0].dotted)
-        args = [evaluate_array(a, lookup, mean) for a in expr.args]
+        if expr.func in ("top_fraction", "bernoulli", "uniform"):
+            return population(expr, lambda e: evaluate_array(e, lookup, mean, population))
+        args = [evaluate_array(a, lookup, mean, population) for a in expr.args]
         if expr.func in UNARY:
             return UNARY[expr.func](args[0])
         if expr.func == "clip":

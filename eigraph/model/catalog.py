@@ -50,6 +50,9 @@ POST_STATE = ("x",)  # post.x
 RULE_FUNCTIONS = {  # name -> number of arguments
     "exp": 1, "log": 1, "sqrt": 1, "abs": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "heaviside": 1,
     "clip": 3, "min": 2, "max": 2, "mean": 1,
+    "top_fraction": 2, "bernoulli": 1, "uniform": 0,  # over the post population (extensions)
 }
+# Functions of rule equations only: not in a value or an initial value (R613).
+RULE_ONLY_FUNCTIONS = ("mean", "top_fraction", "bernoulli", "uniform")
 RULE_TIMINGS = ("step", "trial")
 WEIGHT_CHANGE = "dw"

@@ -525,6 +525,11 @@ class Resolver:
                     self.report("N105", f"unknown symbol '{node.dotted}' in rule '{decl.name}'", node.span,
                                 "only post has state and compartments: post.x, post.COMPARTMENT")
             elif isinstance(node, ex.Call):
+                if inits and node.func in catalog.RULE_ONLY_FUNCTIONS:
+                    self.report("R613", f"'{node.func}(...)' is a function of a rule's equations; an initial "
+                                        "value is one number for every neuron", node.func_span or node.span,
+                                f"use {node.func}(...) in an equation of the rule, and a number here")
+                    continue
                 if node.func not in catalog.RULE_FUNCTIONS:
                     hint = suggest(node.func, catalog.RULE_FUNCTIONS)
                     self.report("N108", f"unknown function '{node.func}' in rule '{decl.name}'",
@@ -533,8 +538,14 @@ class Resolver:
                     continue
                 want = catalog.RULE_FUNCTIONS[node.func]
                 if node.kwargs or len(node.args) != want:
-                    self.report("N111", f"'{node.func}' takes {want} argument(s)", node.span,
-                                "for example clip(x, 0, 1), min(a, b), mean(post)")
+                    example = {"top_fraction": "top_fraction(plateau, 0.1): 1 for the 10% largest of the "
+                                               "population where > 0, else 0",
+                               "bernoulli": "bernoulli(p): 1 with probability p, else 0",
+                               "uniform": "uniform() draws in [0, 1): write a + (b - a) * uniform() for [a, b)",
+                               }.get(node.func, "for example clip(x, 0, 1), min(a, b), mean(post)")
+                    self.report("N111", f"'{node.func}' takes {want} argument(s)", node.span, example)
+                elif node.func in ("top_fraction", "bernoulli"):
+                    self._check_population_call(decl, node)
                 elif node.func == "mean" and not (isinstance(node.args[0], ex.Name)
                                                   and node.args[0].dotted in ("pre", "post")):
                     self.report("N111", "mean() takes pre or post: the population mean", node.args[0].span,
@@ -547,6 +558,46 @@ class Resolver:
                     evaluate(node)
                 except EvalError as exc:
                     self.report(exc.code, exc.message, exc.span, exc.hint)
+
+    def _check_population_call(self, decl: ast.RuleDecl, node: ex.Call) -> None:
+        """top_fraction(x, f) and bernoulli(p) are per post neuron: their argument may not read
+        pre, w or what depends on them (R611); f is a constant fraction in [0, 1] (R612)."""
+        from eigraph.compile.rules import PRE, SYN, expression_sides, statement_sides
+
+        try:
+            known = statement_sides(decl.body)
+            sides = expression_sides(node.args[0], known)
+        except KeyError:  # an unknown symbol, reported on its own (N105)
+            sides = set()
+        if sides & {PRE, SYN, "w"}:
+            what = "x" if node.func == "top_fraction" else "p"
+            self.report("R611", f"the argument of {node.func}() reads the pre population or w, but {node.func}() "
+                                "is one value per post neuron", node.args[0].span,
+                        f"{what} may read post, post.COMPARTMENT, post@PHASE, target, reward, the rule's "
+                        "parameters and what depends on them only; multiply by the pre factor outside: "
+                        f"{node.func}(...) * pre")
+        if node.func != "top_fraction":
+            return
+        fraction = node.args[1]
+        params = {p.name for p in decl.params}
+        other = [n for n in ex.walk(fraction) if isinstance(n, ex.Name) and n.dotted not in params]
+        if other or any(isinstance(n, ex.Call) and n.func in catalog.RULE_ONLY_FUNCTIONS for n in ex.walk(fraction)):
+            bad = other[0].dotted if other else "a function of the population"
+            self.report("R612", f"the fraction of top_fraction() reads {bad}: it is one number for the whole "
+                                "population", (other[0].span if other else fraction.span) or node.span,
+                        "write a number or a parameter of the rule: top_fraction(x, max_pop_fraction)")
+        elif not any(isinstance(n, ex.Name) for n in ex.walk(fraction)):
+            try:
+                value = evaluate(fraction).magnitude
+            except EvalError as exc:
+                self.report(exc.code, exc.message, exc.span, exc.hint)
+                return
+            self._check_fraction(value, fraction.span or node.span, "")
+
+    def _check_fraction(self, value: float, span, where: str) -> None:
+        if not 0 <= value <= 1:
+            self.report("R612", f"the fraction of top_fraction() is {ex.format_number(value)}{where}; it must be in "
+                                "[0, 1]", span, "0 selects no neuron, 1 every neuron whose value is above 0")
 
     def _populations(self):
         seen: dict[str, ast.PopulationDecl] = {}
@@ -666,7 +717,7 @@ class Resolver:
         spans = population.spans
         if "learn_bias" in merged:
             if population.role == "input":
-                self.report("R611", f"population '{population.name}' is an input population: it has no bias to "
+                self.report("R614", f"population '{population.name}' is an input population: it has no bias to "
                                     "learn (its rates are the task's input)", spans["learn_bias"],
                             "remove learn_bias, or learn the bias of a hidden or readout population")
             else:
@@ -676,7 +727,7 @@ class Resolver:
                     pass
         for key in ("bias_phase", "bias_bounds"):
             if key in merged and "learn_bias" not in merged:
-                self.report("R611", f"{key} = ... on population '{population.name}', whose bias is not learned",
+                self.report("R614", f"{key} = ... on population '{population.name}', whose bias is not learned",
                             spans[key], f"remove {key}, or learn the bias: learn_bias = RULE(...)")
         if "bias_bounds" in merged and "learn_bias" in merged:
             population.bias_bounds = self._bounds(merged["bias_bounds"].value, "bias_bounds")
@@ -1240,6 +1291,7 @@ class Resolver:
             order = {p.name: p.index for p in self.phases}
             learning = projection.learn.get("phases") or [p.name for p in self.phases]
             reported_phases: set[str] = set()
+            self._check_fractions(rule, projection, span)
             for statement in rule.statements:
                 for node in ex.walk(statement.value):
                     if not isinstance(node, ex.Name):
@@ -1281,6 +1333,23 @@ class Resolver:
                             self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
                                                 f"'{projection.target}' has no compartment '{compartment}'{where}",
                                         inside, f"its compartments: {have}")
+
+    def _check_fractions(self, rule, projection, span) -> None:
+        """top_fraction's fraction with the values this projection gives the rule's parameters."""
+        values = {k: Value(v) for k, v in projection.learn["args"].items() if isinstance(v, (int, float))}
+        for statement in rule.statements:
+            for node in ex.walk(statement.value):
+                if not (isinstance(node, ex.Call) and node.func == "top_fraction" and len(node.args) == 2):
+                    continue
+                fraction = node.args[1]
+                names = [n for n in ex.walk(fraction) if isinstance(n, ex.Name)]
+                if not names:
+                    continue  # a constant: checked in the rule
+                try:
+                    value = evaluate(fraction, values).magnitude
+                except EvalError:
+                    continue  # reported in the rule (R612)
+                self._check_fraction(value, span, f" on {projection.name} ({ex.to_text(fraction)})")
 
 
 @dataclass
@@ -1324,6 +1393,14 @@ def _rule_dim(expr: ex.Expr, dims: dict) -> dict | None:
     if isinstance(expr, ex.Call):
         args = [_rule_dim(a, dims) for a in expr.args]
         if expr.func == "mean":
+            return {}
+        if expr.func in ("top_fraction", "bernoulli", "uniform"):  # 0 or 1, or a draw in [0, 1)
+            plain = args[1:] if expr.func == "top_fraction" else args
+            for arg, node in zip(plain, expr.args[1:] if expr.func == "top_fraction" else expr.args):
+                if arg is not None and not units.is_plain(arg):
+                    what = "a fraction" if expr.func == "top_fraction" else "a probability"
+                    raise EvalError(f"{expr.func}() takes {what}, a plain number, got {units.describe(arg)}",
+                                    node.span, "divide by a unit first", code="U511")
             return {}
         if expr.func in _PLAIN_FUNCTIONS:
             for arg, node in zip(args, expr.args):

@@ -196,6 +196,7 @@ class Simulator:
         else:  # first reset, a new seed, or a generator put in by the caller (left untouched)
             self.noise_rng = projection_rng(self.seed, program.name, "noise")
             self._noise_start = (self.noise_rng, self.seed, self.noise_rng.bit_generator.state)
+        self._reset_draws()
         if weights:
             for name, initial in self._initial_weights.items():
                 _assign_weights(program.projections[name].weights, initial)
@@ -203,6 +204,48 @@ class Simulator:
                 refresh_ties(program, name)
             for name, initial in self._initial_biases.items():
                 program.biases[name].weights.dense[...] = initial
+
+    def _reset_draws(self) -> None:
+        """The rules' random draws (``bernoulli``, ``uniform``) back to the start of their streams:
+        one per projection (or learned bias, ``bias->POP``) whose rule draws, seeded from the seed and its name."""
+        from eigraph.compile.rules import draw_count
+
+        starts = self.__dict__.get("_draw_start")
+        if starts is not None and starts[0] == self.seed:
+            for name, state in starts[1].items():
+                self.draw_rngs[name].bit_generator.state = state
+            return
+        self.draw_rngs = {q.name: projection_rng(self.seed, q.name, "draws") for q in self.program.learners
+                          if draw_count(q.rule.statements)}
+        self._draw_start = (self.seed, {name: rng.bit_generator.state for name, rng in self.draw_rngs.items()})
+
+    def _draws(self, length: int, learn: bool) -> dict[str, np.ndarray]:
+        """Uniform [0, 1) draws for ``length`` steps of each rule that draws and learns in this run:
+        (steps, streams, N_post, B), step by step from the projection's own stream, so the numbers
+        a step gets do not depend on how a run is cut into calls. A run that does not learn draws none."""
+        from eigraph.compile.rules import draw_count
+
+        out = {}
+        if not learn:
+            return out
+        for name, rng in self.draw_rngs.items():
+            q = self.program.learner(name)
+            if not self.program.learns_in(q, self.phase):
+                continue
+            shape = (length, draw_count(q.rule.statements), self.program.populations[q.target].size, self.batch)
+            out[f"rule:{name}"] = rng.random(shape, dtype=self.program.dtype)
+        return out
+
+    def _draw_bytes(self, learn: bool) -> int:
+        """Bytes of rule draws per step (for the chunking of a run)."""
+        from eigraph.compile.rules import draw_count
+
+        if not learn:
+            return 0
+        program = self.program
+        return sum(draw_count(program.learner(name).rule.statements) * program.populations[
+            program.learner(name).target].size for name in self.draw_rngs
+            if program.learns_in(program.learner(name), self.phase)) * self.batch * np.dtype(program.dtype).itemsize
 
     def reset_state(self, traces: bool = False) -> None:
         """Start a new trial: states, rates and compartment inputs back to rest and the step
@@ -357,7 +400,7 @@ class Simulator:
         out = {name: np.empty(shape, dtype=dtype) for name, shape in shapes.items()}
         weights_out: dict[str, list[np.ndarray]] = {name: [] for name in weight_records}
         noisy = [p for p in program.populations.values() if p.noise and p.role != "input"]
-        per_step = sum(p.size for p in noisy) * self.batch * np.dtype(dtype).itemsize
+        per_step = sum(p.size for p in noisy) * self.batch * np.dtype(dtype).itemsize + self._draw_bytes(learn)
         chunk = max(1, min(steps, NOISE_CHUNK_BYTES // per_step)) if per_step else max(steps, 1)
         if every:
             chunk = min(chunk, int(every))
@@ -375,6 +418,7 @@ class Simulator:
                     else:
                         inputs_chunk[p.name] = np.zeros((length, p.size, self.batch), dtype=dtype)
             noise = self._noise(noisy, length)
+            noise.update(self._draws(length, learn))  # "rule:PROJECTION": the rules' draws
             records = {name: array[done:done + length] for name, array in out.items()}
             targets_chunk = {name: np.ascontiguousarray(array[done:done + length].transpose(0, 2, 1), dtype=dtype)
                              for name, array in target_arrays.items()}
@@ -532,7 +576,8 @@ class Simulator:
 
     # checkpoints -------------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the whole state (weights, states, step, noise stream) to ``path`` (.npz), atomically."""
+        """Write the whole state (weights, states, step, noise stream, the rules' draw streams) to
+        ``path`` (.npz), atomically."""
         import io
 
         from eigraph.fileio import atomic_write_bytes
@@ -565,7 +610,8 @@ class Simulator:
         for k, key in enumerate(self.program.phase_values):
             arrays[f"pv/{k}"] = self.phase_values[key]
         meta = {"format": FORMAT_VERSION, "hash": self.program.content_hash, "n": self.n, "batch": self.batch,
-                "seed": self.seed, "noise_state": self.noise_rng.bit_generator.state, "phase": self.phase}
+                "seed": self.seed, "noise_state": self.noise_rng.bit_generator.state, "phase": self.phase,
+                "draw_states": {name: rng.bit_generator.state for name, rng in self.draw_rngs.items()}}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         return arrays
 
@@ -609,6 +655,9 @@ class Simulator:
         self.phase = int(meta.get("phase", 0))
         self.n = meta["n"]
         self.noise_rng.bit_generator.state = meta["noise_state"]
+        for name, state in meta.get("draw_states", {}).items():
+            if name in self.draw_rngs:
+                self.draw_rngs[name].bit_generator.state = state
 
 
 def _copy_weights(w: Weights) -> Weights:
