@@ -5,7 +5,7 @@
 
 For each model (models/NAME.ei) and each run seed, ``eigraph run``'s training loop (the run block,
 ``--trials`` overriding its trials) runs twice: as written, and with every learning projection into
-a hidden population other than the output frozen (``--freeze``: the ablation; the output still learns). Printed: test
+a hidden population other than the output, and every learned bias of one, frozen (``--freeze``: the ablation; the output still learns). Printed: test
 accuracy, mean and range over the seeds, for both, and the difference.
 
 Speed: for each model, the median wall time of one training batch with every phase (the
@@ -33,11 +33,16 @@ from eigraph.runtime.train import Trainer, plan_run  # noqa: E402
 
 
 def hidden_learning(model) -> list[str]:
-    """The learning projections into hidden populations (not the run's target populations, the
-    output): what --freeze turns off for the control, in which only the output learns."""
+    """The learning projections into hidden populations and the learned biases of hidden populations
+    (not of the run's target populations, the output): what --freeze turns off for the control, in
+    which only the output (its weights and its bias) learns."""
     targets = set(plan_run(model).targets)
-    return [name for name, p in model.projections.items()
-            if p.learn and model.populations[p.target].role == "hidden" and p.target not in targets]
+
+    def hidden(pop: str) -> bool:
+        return model.populations[pop].role == "hidden" and pop not in targets
+
+    return ([name for name, p in model.projections.items() if p.learn and hidden(p.target)]
+            + [f"bias->{name}" for name, pop in model.populations.items() if pop.learn_bias and hidden(name)])
 
 
 def train_once(model, seed: int, trials: int | None, backend: str, freeze: list[str]) -> float:
@@ -100,7 +105,7 @@ def main(argv=None) -> int:
         return f"{statistics.mean(values):.1f}% ({min(values):.1f}-{max(values):.1f})"
 
     print(f"\nseeds {args.seeds}; test accuracy, mean (range); --freeze: every learning projection into a "
-          "hidden population\n")
+          "hidden population and every learned hidden bias\n")
     print("| model | hidden layers learn | hidden frozen | difference | two-phase trial | phases alone | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, learned, control, whole, alone in rows:
