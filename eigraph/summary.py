@@ -55,6 +55,8 @@ def summarize(model) -> str:
             learn = e["learn"]["text"] if e["learn"] else "-"
             if e["learn"] and e["learn"].get("phases"):
                 learn += " in " + ", ".join(e["learn"]["phases"])
+            if e.get("carry") == "error":
+                learn = "carries the error (fixed weights)"
             rows.append([key, e["connectivity"].get("text", e["connectivity"]["kind"]), format_number(round(e["fan_in"], 2)),
                          init, f"{e['delay']} steps", learn])
         lines += _table(rows)

@@ -145,7 +145,8 @@ def product_groups(program: Program) -> list[ProductGroup]:
     grid, each source that reaches two or more targets gets one product. Plastic projections
     keep their own arrays (their rules update them in place).
     """
-    eligible = [q for q in program.projections.values() if not q.weights.is_sparse and q.rule is None]
+    eligible = [q for q in program.projections.values() if not q.weights.is_sparse and q.rule is None
+                and q.carry != "error"]
     order = {name: p.index for name, p in program.populations.items()}
     groups: list[ProductGroup] = []
 
@@ -238,6 +239,8 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
             args.append((f"bias_{i}", f"bias:{p.name}"))
         for c in p.compartments:
             args.append((f"c_{i}_{ident_part(c)}", f"compartment:{p.name}.{c}"))
+        if p.name in program.error_sources:
+            args.append((f"e_{i}", f"error:{p.name}"))
     groups = product_groups(program) if groups is None else groups
     grouped = {q.name: g for g in groups for q in g.projections}
     for q in program.projections.values():
@@ -252,7 +255,7 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
     for emitter in emitters:
         args += emitter.args()
     driven = {name for phase in program.phases for name in phase.nudge + phase.clamp}
-    for name in sorted({q.target for q in program.learners if reads_target(q)} | driven,
+    for name in sorted({q.target for q in program.learners if reads_target(q)} | driven | set(program.error_sources),
                        key=lambda n: program.populations[n].index):
         args.append((f"tgt_{program.populations[name].ident}", f"target:{name}"))
     if program.phases:
@@ -535,16 +538,17 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
     for q in incoming:
         source = program.populations[q.source]
         slot = _slot(q.delay, source.history)
+        buffer = "e" if q.carry == "error" else "r"  # carry = error: the source's error, target - r
         where = f".{q.compartment}" if q.compartment else ""
         label = comment_text(q.name + (where if not q.name.endswith(where) else ""))
         if q.name in grouped:
             body(f"# {label}: dense, delay {q.delay}, "
                  f"in product {grouped[q.name].ident}{_where(q.span)}")
         elif q.weights.is_sparse:
-            body(f"src_{q.ident} = r_{source.ident}[{slot}]"
+            body(f"src_{q.ident} = {buffer}_{source.ident}[{slot}]"
                  f"  # {comment_text(q.name)}: csr, delay {q.delay}{_where(q.span)}")
         else:
-            body(f"np.dot({q.ident}, r_{source.ident}[{slot}], d_{q.ident})"
+            body(f"np.dot({q.ident}, {buffer}_{source.ident}[{slot}], d_{q.ident})"
                  f"  # {label}: dense, delay {q.delay}{_where(q.span)}")
             terms.setdefault(q.compartment, []).append(f"F_{q.ident} * d_{q.ident}[i, b]")
     sparse = _sparse_groups(program, p)
@@ -623,6 +627,17 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
             body("    total += e")
             body(f"for i in range({p.size}):")
             body(f"    r_{i}[(n + 1) % {p.history}, i, b] /= total")
+    if p.name in program.error_sources:
+        slot = f"(n + 1) % {p.history}"
+        body(f"# the error of {comment_text(p.name)} for carry = error: target - r, 0 on steps without a target")
+        body(f"if tgt_{i}.shape[0] > 0:")
+        body(f"    for i in range({p.size}):")
+        body("        for b in range(B):")
+        body(f"            e_{i}[{slot}, i, b] = tgt_{i}[t, i, b] - r_{i}[{slot}, i, b]")
+        body("else:")
+        body(f"    for i in range({p.size}):")
+        body("        for b in range(B):")
+        body(f"            e_{i}[{slot}, i, b] = ZERO")
     body("if chk != 0.0:")
     body("    status[0] = n")
     body(f"    status[1] = {p.index}")
@@ -814,6 +829,8 @@ class NumbaBackend:
                 out.append(program.biases[target].weights.dense)
             elif kind == "compartment":
                 out.append(sim.compartment[target])
+            elif kind == "error":
+                out.append(sim.error[target])
             elif kind == "group":
                 out.append(self.groups[target])
             elif kind in ("indptr", "indices", "data", "dense"):

@@ -24,6 +24,17 @@ from eigraph.model import units
 _ORDER = {CONST: 0, PRE: 1, POST: 1, SYN: 2}
 
 
+# f'(x) of each activation (numpy_ref.derivative): relu's is 0 at 0, clip01's 0 at 0 and 1
+_DERIVATIVES = {
+    "relu": "(ONE if {v} > ZERO else ZERO)",
+    "tanh": "(ONE - np.tanh({v}) ** 2)",
+    "sigmoid": "((ONE / (ONE + np.exp(-{v}))) * (ONE - ONE / (ONE + np.exp(-{v}))))",
+    "softplus": "(ONE / (ONE + np.exp(-{v})))",
+    "linear": "ONE",
+    "clip01": "(ONE if ({v} > ZERO and {v} < ONE) else ZERO)",
+}
+
+
 def reads_target(q: ProjectionPlan) -> bool:
     return any(isinstance(n, ex.Name) and n.dotted == "target" for s in q.rule.statements for n in ex.walk(s.value))
 
@@ -66,6 +77,8 @@ class RuleEmitter:
                     if pos < trace_pos and (later_group or is_dw):
                         self.snapshots.setdefault(node.dotted, set()).add(pos)
         self.matrix_products = self.analysis.factorised and self._inlined_reads_agree()
+        self.reads_fprime = any(isinstance(n, ex.Name) and n.parts == ("post", "fprime") and n.phase is None
+                                for s in statements for n in ex.walk(s.value))
         self.draws = draw_count(statements)  # streams of uniform draws: rnd_ID[t, stream, i, b]
         self.selections: dict[tuple[int, str], str] = {}  # (statement, top_fraction text) -> its array
         self._selected: dict[tuple[str, int], str] = {}  # (code of x, count) -> its array
@@ -166,6 +179,8 @@ class RuleEmitter:
             return f"post_{self.id}[i, b]"
         if name == "post.x":
             return f"x_{post.ident}[nxt, i, b]"
+        if name == "post.fprime":  # f'(x) at the post population's new state: computed once per step
+            return f"fp_{self.id}[i, b]"
         if name.startswith("post."):
             return f"c_{post.ident}_{ident_part(name[5:])}[i, b]"
         if name == "w":
@@ -215,6 +230,11 @@ class RuleEmitter:
             body(f"pre_{self.id} = r_{i_pre}[{slot_pre}]")
         body(f"post_{self.id} = r_{i_post}[(n + 1) % {post.history}]")
         body(f"apply_{self.id} = {timing_apply}")
+        if self.reads_fprime:  # once per post neuron, not once per synapse
+            x = f"x_{post.ident}[nxt, i, b]"
+            body(f"for i in range({post.size}):  # post.fprime: f'(x) of {comment_text(post.activation)}")
+            body("    for b in range(B):")
+            body(f"        fp_{self.id}[i, b] = {_DERIVATIVES[post.activation].format(v=x)}")
         uses = {n.args[0].dotted for s in self.statements for n in ex.walk(s.value)
                 if isinstance(n, ex.Call) and n.func == "mean"}
         for side in sorted(uses):
@@ -312,6 +332,8 @@ class RuleEmitter:
         pre, post = self.pre_pop.size, self.post_pop.size
         if self.bias:
             out.append(f"one_{self.id} = np.ones((1, B), dtype=np.{dtype})")
+        if self.reads_fprime:
+            out.append(f"fp_{self.id} = np.empty(({post}, B), dtype=np.{dtype})")
         for name, pos in self.temps.items():
             kind = self.side[pos]
             shape = {CONST: "(B,)", PRE: f"({pre}, B)", POST: f"({post}, B)", SYN: "(B,)"}[kind]

@@ -35,6 +35,26 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown activation {name}")
 
 
+def derivative(name: str, x: np.ndarray) -> np.ndarray:
+    """f'(x), the derivative of an activation at the state x (a rule's ``post.fprime``). relu: 1 for
+    x > 0, 0 for x <= 0 (0 at the kink); clip01: 1 for 0 < x < 1, else 0. softmax has none per neuron
+    (validate refuses post.fprime there: C304)."""
+    if name == "relu":
+        return (x > 0).astype(x.dtype)
+    if name == "tanh":
+        return 1 - np.tanh(x) ** 2
+    if name == "sigmoid":
+        s = 1 / (1 + np.exp(-x))
+        return s * (1 - s)
+    if name == "softplus":
+        return 1 / (1 + np.exp(-x))
+    if name == "linear":
+        return np.ones_like(x)
+    if name == "clip01":
+        return ((x > 0) & (x < 1)).astype(x.dtype)
+    raise ValueError(f"activation {name} has no derivative per neuron")
+
+
 class NumpyBackend:
     name = "numpy"
 
@@ -67,7 +87,8 @@ class NumpyBackend:
                 elif op.kind == "deliver":
                     q = program.projections[op.name]
                     source = program.populations[q.source]
-                    rates = sim.r[q.source][(n + 1 - q.delay) % source.history]
+                    buffer = sim.error if q.carry == "error" else sim.r  # carry = error: target - r
+                    rates = buffer[q.source][(n + 1 - q.delay) % source.history]
                     w = q.weights
                     if w.is_sparse:
                         delivered = scipy.sparse.csr_array((w.data, w.indices, w.indptr), shape=w.shape) @ rates
@@ -109,6 +130,9 @@ class NumpyBackend:
                     if not (np.isfinite(new).all() and np.isfinite(rate).all()):
                         return n, p.name
                     sim.r[p.name][(n + 1) % p.history] = rate
+                    if p.name in sim.error:  # its error, for carry = error: 0 on steps without a target
+                        sim.error[p.name][(n + 1) % p.history] = \
+                            targets[p.name][t] - rate if p.name in targets else 0
                 elif op.kind == "record":
                     for key, array in records.items():
                         array[t] = sim.read(key, after=n + 1)
@@ -175,6 +199,8 @@ class NumpyBackend:
                 return post[:, None]
             if name == "post.x":
                 return sim.x[q.target][(n + 1) % 2][:, None]
+            if name == "post.fprime":
+                return derivative(post_pop.activation, sim.x[q.target][(n + 1) % 2])[:, None]
             if name.startswith("post."):
                 return sim.compartment[f"{q.target}.{name[5:]}"][:, None]
             if name == "w":

@@ -52,6 +52,8 @@ def check(graph) -> list[Diagnostic]:
                             f"which is {'excitatory' if own > 0 else 'inhibitory'}", span,
                     "remove the sign override, or use an unsigned cell type for this population"))
     for source, target, key, edge in graph.edges(keys=True, data=True):
+        if edge.get("carry") == "error":
+            continue  # an error feedback is a learning signal through signed weights, not a synapse
         pre, post = graph.nodes[source], graph.nodes[target]
         if pre["sign"] == 0 and post["role"] == "hidden":
             found.append(error(

@@ -61,12 +61,13 @@ def check(graph) -> list[Diagnostic]:
             size = edge["expected_synapses"] * (batch if per_batch else 1) * itemsize
             if size > TRACE_WARNING_BYTES:
                 how = f"{batch} batch elements x " if per_batch else ""
+                other = " (eprop keeps its trace per presynaptic neuron)" if learn["rule"] == "rflo" else ""
                 found.append(warning(
                     "R610", f"trace '{trace}' of rule '{learn['rule']}' on {key} keeps one value per synapse"
                             f"{' and batch element' if per_batch else ''}: {how}{edge['expected_synapses']:,.0f} "
-                            f"synapses = {_size(size)}", span,
+                            f"synapses x {itemsize} bytes = {_size(size)}", span,
                     "mark it ': shared' to keep one value per synapse for the whole batch, use a smaller batch, "
-                    "or write the rule with pre and post traces only"))
+                    f"or write the rule with pre and post traces only{other}"))
     for name, node in graph.nodes(data=True):  # a learned bias: the same need for dt
         learn = node.get("learn_bias")
         spec = graph.graph["rules"].get(learn["rule"]) if learn else None

@@ -62,7 +62,8 @@ def lower(graph: nx.MultiDiGraph, batch: int = 1) -> Program:
             name=key, index=index, source=source, target=target, compartment=edge["target_compartment"],
             delay=edge["delay"], sign=edge["sign"], gain=edge["gain"], weights=weights, span=edge["span"],
             learn=edge["learn"], bounds=tuple(edge["bounds"]) if edge["bounds"] else None,
-            normalize=edge["normalize"], connectivity=edge["connectivity"].get("text", edge["connectivity"]["kind"]))
+            normalize=edge["normalize"], connectivity=edge["connectivity"].get("text", edge["connectivity"]["kind"]),
+            carry=edge.get("carry", "rate"))
         projections[key].tie = tie
         if edge["learn"]:
             projections[key].rule = bind_rule(graph, edge)
@@ -214,7 +215,8 @@ def _substitute(statement, names: dict[str, str]):
 def recurrent_projections(program: Program) -> list[ProjectionPlan]:
     """Projections among hidden populations: the recurrent matrix of the network."""
     hidden = {n for n, p in program.populations.items() if p.role == "hidden"}
-    return [q for q in program.projections.values() if q.source in hidden and q.target in hidden]
+    return [q for q in program.projections.values() if q.source in hidden and q.target in hidden
+            and q.carry != "error"]
 
 
 def effective_recurrent_matrix(program: Program) -> tuple[np.ndarray, list[str]]:

@@ -91,6 +91,7 @@ class ProjectionPlan:
     connectivity: str = "dense"  # as written: "sparse(p = 0.1)"
     learn_phases: tuple[int, ...] | None = None  # the phases the rule updates in; None: every phase
     tie: tuple[str, float] | None = None  # (projection, scale): W = scale * W_projection^T, always
+    carry: str = "rate"  # "error": delivers the source's error (target - r; 0 without a target), sign 0
 
     @property
     def ident(self) -> str:
@@ -218,6 +219,13 @@ class Program:
     def learns_in(self, q: ProjectionPlan, phase: int) -> bool:
         return q.rule is not None and (q.learn_phases is None or phase in q.learn_phases)
 
+    @property
+    def error_sources(self) -> list[str]:
+        """Populations whose error (target - r) a ``carry = error`` projection delivers, in program order:
+        each keeps a ring buffer of its error as of its rates."""
+        names = {q.source for q in self.projections.values() if q.carry == "error"}
+        return [name for name in self.populations if name in names]
+
     def incoming(self, population: str) -> list[ProjectionPlan]:
         return [p for p in self.projections.values() if p.target == population]
 
@@ -228,6 +236,10 @@ class Program:
         for p in self.populations.values():
             layout[f"{p.name}.r"] = {"shape": [p.history, p.size, "B"], "dtype": dtype,
                                      "holds": f"ring buffer of the last {p.history} rates"}
+            if p.name in self.error_sources:
+                layout[f"{p.name}.err"] = {"shape": [p.history, p.size, "B"], "dtype": dtype,
+                                           "holds": f"ring buffer of the last {p.history} errors target - r "
+                                                    "(0 where no target), for carry = error"}
             if p.role != "input":
                 layout[f"{p.name}.x"] = {"shape": [p.size, "B"], "dtype": dtype, "holds": "state"}
             for c in p.compartments:
@@ -252,8 +264,11 @@ class Program:
                 q = self.projections[op.name]
                 where = f".{q.compartment}" if q.compartment else ""
                 storage = "csr" if q.weights.is_sparse else "dense"
+                what = "err" if q.carry == "error" else "r"
                 lines.append(f"  {i:3d}. deliver   {q.name}: {q.target}{where} += {q.factor:g} * W ({storage}, "
-                             f"{q.weights.nnz} synapses) @ r_{q.source}[n + 1 - {q.delay}]")
+                             f"{q.weights.nnz} synapses) @ {what}_{q.source}[n + 1 - {q.delay}]"
+                             + (" (the error target - r, 0 without a target; fixed signed weights)"
+                                if q.carry == "error" else ""))
             elif op.kind == "integrate":
                 p = self.populations[op.name]
                 lines.append(f"  {i:3d}. integrate {p.name}: x += {p.alpha:g} * (-x + input + bias)"

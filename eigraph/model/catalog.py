@@ -6,7 +6,9 @@ from __future__ import annotations
 NETWORK_KEYS = ("dt", "seed", "precision", "dale", "spectral_radius")
 POPULATION_KEYS = ("tau", "activation", "bias", "noise", "x0", "sign", "learn_bias", "bias_phase", "bias_bounds")
 CELLTYPE_EXTRA_KEYS = ("compartments",)  # plus COMPARTMENT_gain
-PROJECTION_KEYS = ("init", "delay", "learn", "bounds", "normalize", "gain", "autapses", "name", "phase")
+PROJECTION_KEYS = ("init", "delay", "learn", "bounds", "normalize", "gain", "autapses", "name", "phase", "carry")
+# What a projection delivers: the source's rate, or its error (target - rate) where the task gives a target
+CARRIES = ("rate", "error")
 PHASE_KEYS = ("steps", "nudge", "beta", "clamp", "couple", "couple_gain", "couple_clip", "couple_from")
 RUN_KEYS = ("task", "inputs", "targets", "trials", "batch", "steps", "record", "seed")
 
@@ -46,7 +48,7 @@ TASKS = {
 
 # Rule bodies.
 RULE_SYMBOLS = ("pre", "post", "w", "target", "reward", "dt", "t", "sign")
-POST_STATE = ("x",)  # post.x
+POST_STATE = ("x", "fprime")  # post.x, post.fprime (f'(x), the activation's derivative)
 RULE_FUNCTIONS = {  # name -> number of arguments
     "exp": 1, "log": 1, "sqrt": 1, "abs": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "heaviside": 1,
     "clip": 3, "min": 2, "max": 2, "mean": 1,

@@ -59,7 +59,7 @@ def build_graph(model: Model) -> nx.MultiDiGraph:
             connectivity=dict(q.connectivity), init=q.init, delay=q.delay, delay_time=q.delay_time,
             learn=q.learn, plastic=q.learn is not None, bounds=list(q.bounds) if q.bounds else None,
             normalize=q.normalize, gain=q.gain, autapses=q.autapses, fan_in=q.fan_in, fan_out=q.fan_out,
-            sign=source_sign, expected_synapses=q.fan_in * model.populations[q.target].size,
+            sign=0 if q.carry == "error" else source_sign, carry=q.carry, expected_synapses=q.fan_in * model.populations[q.target].size,
             span=q.span, spans=dict(q.spans))
     return graph
 

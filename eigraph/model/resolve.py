@@ -328,13 +328,14 @@ class Resolver:
         items = value.items if isinstance(value, ex.ListExpr) else (value,)
         names = []
         for item in items:
-            if isinstance(item, ex.Name) and len(item.parts) == 1 and item.dotted not in ("soma", "x", "r"):
+            if isinstance(item, ex.Name) and len(item.parts) == 1 and item.dotted not in ("soma", "x", "r", "fprime"):
                 if item.dotted in names:
                     self.report("N106", f"compartment '{item.dotted}' is listed twice", item.span, "remove the second one")
                 names.append(item.dotted)
             else:
                 self.report("N109", f"'{ex.to_text(item)}' is not a compartment name", item.span,
-                            "write compartments = [apical, basal]; soma, x and r are taken")
+                            "write compartments = [apical, basal]; soma, x, r and fprime are taken (post.fprime is "
+                            "the derivative of the activation)")
         return tuple(dict.fromkeys(names))
 
     def _rules(self, decls: list[ast.RuleDecl], builtin: bool):
@@ -1000,8 +1001,49 @@ class Resolver:
                 gain = self._number(settings["gain"].value, "gain")
             except _Skip:
                 pass
+        carry = "rate"
+        if "carry" in settings:
+            carry = self._carry(settings["carry"].value, name, pre, post, compartment, learn, spans)
         return Projection(name, source, target, compartment, connectivity, init, delay, delay_time, learn, bounds,
-                          normalize, gain, autapses, float(fan_in), float(fan_out), decl.span, spans)
+                          normalize, gain, autapses, float(fan_in), float(fan_out), decl.span, spans, carry)
+
+    def _carry(self, value: ex.Expr, name: str, pre: Population, post: Population, compartment: str | None,
+               learn: dict | None, spans: dict) -> str:
+        """``carry = rate`` (the default) or ``carry = error``: the source's error, target - rate, on the
+        steps the task gives the source a target (0 elsewhere), into a compartment that does not drive the
+        soma, through fixed signed weights (a learning signal: no Dale check)."""
+        if not (isinstance(value, ex.Name) and len(value.parts) == 1 and value.phase is None
+                and value.dotted in catalog.CARRIES):
+            hint = suggest(ex.to_text(value), catalog.CARRIES) if isinstance(value, ex.Name) else None
+            self.report("N109", f"'{ex.to_text(value)}' is not what a projection can carry", value.span,
+                        (hint + " " if hint else "") + "write carry = rate (the default) or carry = error")
+            raise _Skip  # neither: its other checks (Dale's law) would depend on a guess
+        if value.dotted == "rate":
+            return "rate"
+        where = spans.get("carry", value.span)
+        if compartment is None:
+            self.report("C305", f"{name} carries the error of '{pre.name}' onto the soma of '{post.name}': an error "
+                                "feedback goes into a compartment that rules read, not into the soma", spans["target"],
+                        f"declare a compartment (compartments = [fb] in the cell type of '{post.name}') and project "
+                        f"onto it: {pre.name} -> {post.name}.fb")
+        elif post.compartment_gains.get(compartment, 0.0) != 0.0:
+            self.report("C305", f"{name} carries an error into {post.name}.{compartment}, but {compartment}_gain = "
+                                f"{ex.format_number(post.compartment_gains[compartment])} adds that compartment to "
+                                "the soma: a learning signal must not drive the neuron", where,
+                        f"remove {compartment}_gain from the cell type (or set it to 0), or use a compartment of "
+                        "its own for the feedback")
+        if learn is not None:
+            self.report("C306", f"{name} carries an error (a learning signal through fixed weights) and cannot "
+                                "learn", spans.get("learn", where),
+                        "remove learn = ...; feedback alignment keeps its random feedback weights fixed")
+        if pre.role == "input":
+            self.report("C307", f"{name} carries the error of '{pre.name}', an input population: inputs have no "
+                                "target", where, "carry the error of a population the task has a target for")
+        elif self.run_spec is not None and pre.name not in self.run_spec.targets:
+            self.report("C307", f"{name} carries the error of '{pre.name}', but '{pre.name}' gets no target from "
+                                "the task, so its error is always 0", where,
+                        f"add it to the run block: targets = {pre.name}")
+        return "error"
 
     def _phase_refs(self, expr: ex.Expr, what: str) -> list[str] | None:
         """Phase names (one or a list) that must be declared; None when one is not."""
@@ -1323,6 +1365,12 @@ class Resolver:
                                             f"'{projection.target}' gets no target{where}", inside,
                                     f"add it to the run block: targets = {projection.target}")
                         targets.add(projection.target)  # once per population
+                    if node.parts == ("post", "fprime") and post.activation == "softmax":
+                        self.report("C304", f"rule '{rule.name}' on {projection.name} reads post.fprime, but "
+                                            f"population '{projection.target}' is softmax: its derivative is a "
+                                            f"matrix over the neurons, not one value per neuron{where}", inside,
+                                    "give the population another activation (linear, tanh, ...), or do not read "
+                                    "post.fprime there")
                     if len(node.parts) == 2 and node.parts[0] == "post" and node.parts[1] not in catalog.POST_STATE:
                         compartment = node.parts[1]
                         value = projection.learn["args"].get(compartment)

@@ -97,6 +97,7 @@ class Projection:
     fan_out: float
     span: Span | None = None
     spans: dict[str, Span] = field(default_factory=dict)
+    carry: str = "rate"  # "error": delivers target - rate of the source (a learning signal), fixed signed weights
 
 
 @dataclass

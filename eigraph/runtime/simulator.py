@@ -179,6 +179,10 @@ class Simulator:
         self.x: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["x"].items()}
         self.r: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["r"].items()}
         self.compartment: dict[str, np.ndarray] = {k: v.copy() for k, v in rest["c"].items()}
+        # carry = error: each error source's ring buffer of target - r (0 where no target), as r's
+        self.error: dict[str, np.ndarray] = {
+            name: np.zeros((program.populations[name].history, program.populations[name].size, batch), dtype=dtype)
+            for name in program.error_sources}
         self.phase = 0  # the phase the next run() runs in (docs/runtime.md, phases)
         self.phase_values: dict[tuple[str, str, int], np.ndarray] = {
             key: np.zeros((program.populations[key[0]].size, batch), dtype=dtype) for key in program.phase_values}
@@ -266,6 +270,8 @@ class Simulator:
                 self.r[p.name][...] = activation(p.activation, self.x[p.name][0]).astype(program.dtype)
             for c in p.compartments:
                 self.compartment[f"{p.name}.{c}"][...] = 0
+        for array in self.error.values():
+            array[...] = 0
         if traces:
             for q in program.learners:
                 for trace in q.rule.analysis.trace_shape:
@@ -277,7 +283,9 @@ class Simulator:
         return self.n * self.program.dt if self.program.dt else None
 
     def read(self, name: str, after: int | None = None) -> np.ndarray:
-        """The current value of ``POP.r``, ``POP.x`` or ``POP.COMPARTMENT`` as (N, B) (a view)."""
+        """The current value of ``POP.r``, ``POP.x`` or ``POP.COMPARTMENT`` as (N, B) (a view);
+        ``POP.fprime``, the derivative of the activation at the current state (a new array), and
+        ``POP.err``, the error target - r that ``carry = error`` projections deliver (a view)."""
         n = self.n if after is None else after
         population, _, what = name.rpartition(".")
         p = self.program.populations.get(population)
@@ -287,6 +295,12 @@ class Simulator:
             return self.r[population][n % p.history]
         if what == "x" and p.role != "input":
             return self.x[population][n % 2]
+        if what == "fprime" and p.role != "input" and p.activation != "softmax":
+            from eigraph.backends.numpy_ref import derivative
+
+            return derivative(p.activation, self.x[population][n % 2])
+        if what == "err" and population in self.error:
+            return self.error[population][n % p.history]
         if name in self.compartment:
             return self.compartment[name]
         raise KeyError(f"cannot read '{name}': use POP.r, POP.x (not for inputs) or POP.COMPARTMENT")
@@ -505,6 +519,7 @@ class Simulator:
             "x": {k: v.copy() for k, v in self.x.items()},
             "r": {k: v.copy() for k, v in self.r.items()},
             "c": {k: v.copy() for k, v in self.compartment.items()},
+            "e": {k: v.copy() for k, v in self.error.items()},
         }
 
     def _restore(self, saved: dict) -> None:
@@ -514,7 +529,8 @@ class Simulator:
             (w.data if w.is_sparse else w.dense)[...] = values
         for name, values in saved["b"].items():
             self.program.biases[name].weights.dense[...] = values
-        for group, target in (("traces", self.traces), ("x", self.x), ("r", self.r), ("c", self.compartment)):
+        for group, target in (("traces", self.traces), ("x", self.x), ("r", self.r), ("c", self.compartment),
+                              ("e", self.error)):
             for key, values in saved[group].items():
                 target[key][...] = values
 
@@ -537,6 +553,7 @@ class Simulator:
                    if any(isinstance(n, ex.Name) and n.dotted == "target"
                           for s in q.rule.statements for n in ex.walk(s.value))]
         readers += [name for phase in program.phases for name in phase.nudge + phase.clamp]
+        readers += program.error_sources  # carry = error: their error needs their target
         if targets is None:
             return {}
         if not isinstance(targets, Mapping):
@@ -605,6 +622,8 @@ class Simulator:
             arrays[f"r/{name}"] = value
         for name, value in self.compartment.items():
             arrays[f"c/{name}"] = value
+        for name, value in self.error.items():
+            arrays[f"e/{name}"] = value
         for name, value in self.traces.items():
             arrays[f"t/{name}"] = value
         for k, key in enumerate(self.program.phase_values):
@@ -647,6 +666,9 @@ class Simulator:
                 self.r[name][...] = data[f"r/{name}"]
             for name in self.compartment:
                 self.compartment[name][...] = data[f"c/{name}"]
+            for name in self.error:
+                if f"e/{name}" in data:
+                    self.error[name][...] = data[f"e/{name}"]
             for name in self.traces:
                 self.traces[name][...] = data[f"t/{name}"]
             for k, key in enumerate(self.program.phase_values):

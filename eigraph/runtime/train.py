@@ -185,6 +185,7 @@ class Trainer:
                                       role="input")
         self.out_slices = self._slices(config.targets, self.task.n_out, "targets", self.task.output_names)
         self._check_rules()
+        self._check_error_feedback()
         if sim is None:  # the state, weights and a trial's arrays must fit before anything is drawn
             from eigraph.check.resources import refuse
 
@@ -285,6 +286,15 @@ class Trainer:
             if "target" in names and target not in targets:
                 raise TaskError(f"rule '{rule.name}' on {name} reads 'target', but '{target}' "
                                 f"is not one of the run's targets ({', '.join(self.config.targets)})")
+
+    def _check_error_feedback(self):
+        """A ``carry = error`` projection delivers its source's error, target - r: the source must be one of
+        the run's targets (else its error would be 0 throughout and the rules reading it would not learn)."""
+        targets = set(self.config.targets)
+        for q in self.model.projections.values():
+            if q.carry == "error" and q.source not in targets:
+                raise TaskError(f"{q.name} carries the error of '{q.source}', but '{q.source}' is not one of the "
+                                f"run's targets ({', '.join(self.config.targets) or 'none'}): add it to targets")
 
     # running trials ----------------------------------------------------------------------------
     @property

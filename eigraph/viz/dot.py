@@ -232,6 +232,9 @@ def _edge_attrs(scene: Scene, e, i: int, graph, for_layout: bool) -> dict:
     }
     if e.plastic:
         attrs["style"] = "bold"
+    if e.error:
+        attrs["style"] = "dashed"  # an error feedback (carry = error)
+        attrs["carry"] = "error"
     if lines:
         if e.rule and e.rule in lines:
             body = "<BR/>".join(_html(x) for x in e.lines)

@@ -162,7 +162,7 @@ def _draw_edge(cv: Canvas, scene: Scene, e, path, idx: int):
         cv.line(path, w + 9.0, f.color, 0.35, z=1.5, cap="round")
     if e.plastic:
         cv.line(body, w + 5.5, style.PLASTIC_HALO, 0.9 if not e.dim else 0.3, z=1.8, cap="round")
-    cv.line(body, w, color, alpha, z=2, gid=f"edge-{idx}")
+    cv.line(body, w, color, alpha, z=2, gid=f"edge-{idx}", dashes=(4, 2.5) if e.error else None)
     tip = path[-1]
     d = end_direction(path, back=head)
     n = np.array([-d[1], d[0]])
@@ -247,6 +247,8 @@ def _legend_items(scene: Scene) -> list[tuple[str, str, dict]]:
             items.append(("edge-sign", f"{style.SIGN_WORD[sign]} projection", {"sign": sign}))
     if any(e.plastic for e in scene.edges):
         items.append(("edge-plastic", "plastic (learning rule)", {}))
+    if any(e.error for e in scene.edges):
+        items.append(("edge-error", "error feedback (carry = error)", {}))
     if scene.edges:
         lo, hi = scene.synapse_range
         text = (f"width: synapses {style.human(lo)}–{style.human(hi)} (log)" if hi > lo * 1.01
@@ -282,6 +284,10 @@ def _legend_icon(cv: Canvas, kind: str, x: float, y: float, opts: dict):
         cv.box(x + 1, y + 1, x + 17, y + 8, "white", style.EXC, lw=1.0, radius=2, z=4)
         cv.add(cv.patches.Circle((x + 9, y - 8), 5, facecolor=style.EXC_FILL, edgecolor=style.EXC, linewidth=1.2,
                                  zorder=4))
+    elif kind == "edge-error":
+        cv.line([(x, y), (x + 15, y)], 1.6, style.UNS, z=4, dashes=(4, 2.5))
+        cv.add(cv.patches.Polygon([(x + 22, y), (x + 14, y + 4), (x + 14, y - 4)], facecolor=style.UNS,
+                                  edgecolor=style.UNS, linewidth=0.5, zorder=4))
     elif kind in ("edge-sign", "edge-plastic", "edge-width"):
         sign = opts.get("sign", 1)
         color = style.SIGN_STROKE[sign] if kind == "edge-sign" else style.UNS

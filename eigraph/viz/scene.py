@@ -99,6 +99,7 @@ class Edge:
     dim: bool = False
     findings: list[int] = field(default_factory=list)
     count: int = 1  # projections merged into this edge (drawings by area)
+    error: bool = False  # carry = error: an error feedback (a learning signal), drawn dashed
 
     @property
     def label_lines(self) -> list[str]:
@@ -301,15 +302,19 @@ def _full_scene(graph, name: str, subtitle: str) -> Scene:
             lines.append(delay)
         if d.get("target_compartment"):
             pass  # shown by where the arrow lands (the compartment's tab)
+        error = d.get("carry") == "error"
+        if error:
+            lines.append("error")
         learn = d.get("learn")
         tip = (f"{key}: {u} -> {v}{'.' + d['target_compartment'] if d.get('target_compartment') else ''}, "
                f"{d['connectivity'].get('text', d['connectivity'].get('kind'))}, "
                f"init {d['init']['text'] if d.get('init') else 'from file'}, {delay_text(d, dt)}, "
                f"~{style.human(d['expected_synapses'])} synapses"
-               + (f", learn {learn['text']}" if learn else ""))
+               + (f", learn {learn['text']}" if learn else "")
+               + (", carries the error target - r (fixed signed weights)" if error else ""))
         edges.append(Edge(key, u, v, d.get("target_compartment"), d["sign"], bool(d.get("plastic")),
                           d["expected_synapses"], style.edge_width(d["expected_synapses"], lo, hi),
-                          _rule_label(learn), lines, tip))
+                          _rule_label(learn), lines, tip, error=error))
     return Scene(name, "", name, subtitle, nodes, edges, clusters, defaults=defaults, synapse_range=(lo, hi))
 
 
