@@ -249,6 +249,22 @@ def test_fprime_of_every_activation(ei, backend_name):
             np.testing.assert_allclose(sim.read(f"P{a}.fprime"), want, rtol=1e-12, atol=1e-15, err_msg=a)
 
 
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_fprime_is_recorded_by_the_reference_and_refused_elsewhere(ei, backend_name):
+    """The Numba kernel records rates, states and compartments: recording POP.fprime there is
+    refused with a message (never silently wrong data); the reference records it step by step."""
+    from eigraph.runtime.errors import InputError
+
+    sim = ei.load("fprime.ei", FPRIME).compile(backend=backend_name, batch=2)
+    u = np.random.default_rng(1).random((2, 2, 1))
+    if backend_name == "numpy":
+        out = sim.run({"u": u}, record=["Ptanh.fprime", "Ptanh.x"])
+        np.testing.assert_allclose(out["Ptanh.fprime"], analytic("tanh", out["Ptanh.x"]), rtol=1e-12)
+    else:
+        with pytest.raises(InputError, match="Ptanh.fprime cannot be recorded .* numba backend"):
+            sim.run({"u": u}, record=["Ptanh.fprime"])
+
+
 def test_fprime_at_the_kinks():
     """relu's derivative is 0 at x = 0; clip01's is 0 at 0 and at 1."""
     from eigraph.backends.numpy_ref import derivative

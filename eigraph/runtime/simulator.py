@@ -402,6 +402,10 @@ class Simulator:
         record = [name for name in record if name[:-2] not in weight_records or not name.endswith(".w")]
         for name in record:
             self.read(name)  # raises a clear KeyError for unknown names
+            if name.endswith((".fprime", ".err")) and self.backend.name != "numpy":
+                raise InputError(f"{name} cannot be recorded over a run on the {self.backend.name} backend (its kernel "
+                                 f"records rates, states and compartments only): read it after a run with "
+                                 f"sim.read({name!r}), or record it with backend='numpy'")
         if every is not None and (int(every) != every or every < 1):
             raise InputError(f"every must be a whole number of steps >= 1, got {every}")
         dtype = program.dtype
