@@ -114,6 +114,24 @@ def run_batch(model) -> int:
     return int(run.batch) if run is not None and run.batch else 1
 
 
+def validate_finding(tmp_path, capsys, text: str, code: str | None, where: tuple[int, int] | None) -> None:
+    """``eigraph validate`` of ``text`` (written to m.ei): with ``code`` None it passes (exit 0);
+    otherwise it fails (exit 1) with error ``code`` at ``where`` (line, column) and a hint."""
+    from eigraph.cli import main
+
+    path = tmp_path / "m.ei"
+    path.write_text(text)
+    rc = main(["validate", str(path)])
+    out = capsys.readouterr().out
+    if code is None:
+        assert rc == 0, out
+        return
+    assert rc == 1, out
+    line, column = where
+    assert f"m.ei:{line}:{column}: error[{code}]" in out, out
+    assert "hint:" in out
+
+
 @pytest.fixture(scope="session")
 def ei(tmp_path_factory) -> Helper:
     return Helper(tmp_path_factory.mktemp("models"))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import validate_finding
 
 import eigraph
 from eigraph.cli import main
@@ -215,12 +216,7 @@ def test_run_writes_and_freezes_learned_biases(tmp_path, capsys):
 def test_validate_reports_misused_bias_learning(tmp_path, capsys, change, code, where):
     old, new = change
     assert old in BIASED
-    path = tmp_path / "bad.ei"
-    path.write_text(BIASED.replace(old, new, 1))
-    assert main(["validate", str(path)]) == 1
-    out = capsys.readouterr().out
-    line, column = where
-    assert f"bad.ei:{line}:{column}: error[{code}]" in out, out
+    validate_finding(tmp_path, capsys, BIASED.replace(old, new, 1), code, where)
 
 
 def test_a_celltype_can_learn_its_bias(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import validate_finding
 
 import eigraph
 from eigraph.cli import main
@@ -96,17 +97,7 @@ BASE = PHASED.replace("run { task = digits; inputs = x; targets = O }\n", "")
 def test_phase_and_tie_findings(tmp_path, capsys, change, code, where):
     text = BASE.replace(*change) + "run { task = digits; inputs = x; targets = O }\n"
     assert text != BASE + "run { task = digits; inputs = x; targets = O }\n"
-    path = tmp_path / "m.ei"
-    path.write_text(text)
-    rc = main(["validate", str(path)])
-    out = capsys.readouterr().out
-    if code is None:
-        assert rc == 0, out
-        return
-    assert rc == 1, out
-    line, column = where
-    assert f"m.ei:{line}:{column}: error[{code}]" in out, out
-    assert "hint:" in out
+    validate_finding(tmp_path, capsys, text, code, where)
 
 
 def test_more_phase_findings(tmp_path, capsys):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import validate_finding
 
 import eigraph
-from eigraph.cli import main
 from eigraph.compile.rules import select_top
 
 
@@ -240,14 +240,4 @@ x -> H : dense, learn = r()
 def test_findings(tmp_path, capsys, change, code, where):
     text = CHECKED.replace(*change)
     assert text != CHECKED
-    path = tmp_path / "m.ei"
-    path.write_text(text)
-    rc = main(["validate", str(path)])
-    out = capsys.readouterr().out
-    if code is None:
-        assert rc == 0, out
-        return
-    assert rc == 1, out
-    line, column = where
-    assert f"m.ei:{line}:{column}: error[{code}]" in out, out
-    assert "hint:" in out
+    validate_finding(tmp_path, capsys, text, code, where)
