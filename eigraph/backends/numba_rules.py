@@ -16,8 +16,21 @@ import numpy as np
 
 from eigraph.compile.codetext import comment_text, ident_part
 from eigraph.compile.program import PopulationPlan, Program, ProjectionPlan
-from eigraph.compile.rules import (BATCH, CONST, DRAWS, POST, PRE, SELECT, SYN, draw_count, draw_site,
-                                   expression_sides, selected_count, shape_of, term_factor)
+from eigraph.compile.rules import (
+    BATCH,
+    CONST,
+    DRAWS,
+    POST,
+    PRE,
+    SELECT,
+    SYN,
+    draw_count,
+    draw_site,
+    expression_sides,
+    selected_count,
+    shape_of,
+    term_factor,
+)
 from eigraph.expr import ast as ex
 from eigraph.model import units
 
