@@ -269,6 +269,8 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
                 args += [(f"tw_{of.ident}", f"dense:{of.name}")]
     if any(reads_reward(q) for q in program.learners):
         args.append(("rew", "reward"))
+    if any(reads_reward(q, "reward_baseline") for q in program.learners):
+        args.append(("rbar", "reward_baseline"))
     record_args = {}
     for k, name in enumerate(recordables(program)):
         record_args[name] = f"rec{k}"
@@ -756,7 +758,8 @@ class NumbaBackend:
             cache[name] = np.ascontiguousarray(self.program.projections[name].weights.mask, dtype=np.uint8)
         return cache[name]
 
-    def _arguments(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end) -> list:
+    def _arguments(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end,
+                   baseline=None) -> list:
         program = self.program
         status = np.full(2, -1, dtype=np.int64)
         out = []
@@ -808,6 +811,15 @@ class NumbaBackend:
                                      "pass run(..., reward=...)")
                 else:
                     out.append(placeholder("reward", lambda: (0, sim.batch)))
+            elif kind == "reward_baseline":
+                if baseline is not None:
+                    out.append(baseline)
+                elif learn and any(reads_reward(q, kind) and program.learns_in(q, sim.phase) for q in program.learners):
+                    q = next(q for q in program.learners if reads_reward(q, kind))
+                    raise InputError(f"rule {q.rule.name} on {q.name} reads 'reward_baseline', but none was given: "
+                                     "pass run(..., reward_baseline=...)")
+                else:
+                    out.append(placeholder("reward_baseline", lambda: (0, sim.batch)))
             elif kind == "input":
                 out.append(inputs[target])
             elif kind == "x":
@@ -844,7 +856,7 @@ class NumbaBackend:
         return out, status
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets=None, reward=None,
-            learn: bool = True, trial_end: bool = True):
+            learn: bool = True, trial_end: bool = True, baseline=None):
         for q, view in self._views:
             if q.weights.dense is not view:
                 if q.weights.dense is None or q.weights.dense.shape != view.shape:
@@ -854,7 +866,7 @@ class NumbaBackend:
                 view[...] = q.weights.dense
                 q.weights.dense = view
         arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
-                                            trial_end)
+                                            trial_end, baseline)
         with blas_threads(1) if self.blas_one_thread else contextlib.nullcontext():
             self.kernel(*arguments)
         if status[0] >= 0:

@@ -52,8 +52,8 @@ def reads_target(q: ProjectionPlan) -> bool:
     return any(isinstance(n, ex.Name) and n.dotted == "target" for s in q.rule.statements for n in ex.walk(s.value))
 
 
-def reads_reward(q: ProjectionPlan) -> bool:
-    return any(isinstance(n, ex.Name) and n.dotted == "reward" for s in q.rule.statements for n in ex.walk(s.value))
+def reads_reward(q: ProjectionPlan, symbol: str = "reward") -> bool:
+    return any(isinstance(n, ex.Name) and n.dotted == symbol for s in q.rule.statements for n in ex.walk(s.value))
 
 
 class RuleEmitter:
@@ -202,6 +202,8 @@ class RuleEmitter:
             return f"tgt_{post.ident}[t, i, b]"
         if name == "reward":
             return "rew[t, b]"
+        if name == "reward_baseline":
+            return "rbar[t, b]"
         if name == "dt":
             return "DT"
         if name == "sign":

@@ -65,13 +65,13 @@ class NumpyBackend:
         return None
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets: dict | None = None,
-            reward: np.ndarray | None = None, learn: bool = True, trial_end: bool = True):
+            reward: np.ndarray | None = None, learn: bool = True, trial_end: bool = True, baseline=None):
         """Advance ``sim`` by ``steps``. Returns None, or (step, what) for the first non-finite value:
         ``what`` is a population name, or ``("rule", projection name)`` for weights."""
         with np.errstate(all="ignore"):  # overflow is reported as a SimulationError, not a warning
-            return self._run(sim, steps, inputs, noise, records, targets, reward, learn, trial_end)
+            return self._run(sim, steps, inputs, noise, records, targets, reward, learn, trial_end, baseline)
 
-    def _run(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end):
+    def _run(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end, baseline=None):
         program = self.program
         phase = program.phases[sim.phase] if program.phases else None
         targets = targets or {}
@@ -139,7 +139,8 @@ class NumpyBackend:
                 elif op.kind == "learn" and learn and program.learns_in(program.learner(op.name), sim.phase):
                     q = program.learner(op.name)
                     apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
-                    dw = self.learn(sim, q, n, t, targets or {}, reward, apply, noise.get(f"rule:{q.name}"))
+                    dw = self.learn(sim, q, n, t, targets or {}, reward, apply, noise.get(f"rule:{q.name}"),
+                                    baseline)
                     if not all(np.isfinite(sim.traces[f"{q.name}:{z}"]).all() for z in q.rule.analysis.trace_shape):
                         return n, ("rule", q.name)
                     if dw is not None:
@@ -152,7 +153,8 @@ class NumpyBackend:
             sim.n += 1
         return None
 
-    def learn(self, sim, q: ProjectionPlan, n: int, t: int, targets: dict, reward, apply: bool, draws=None):
+    def learn(self, sim, q: ProjectionPlan, n: int, t: int, targets: dict, reward, apply: bool, draws=None,
+              baseline=None):
         """One step of a rule: traces integrated (Euler, the model's dt), then dw (batch-averaged)
         when ``apply``. Evaluated in a (post x pre x batch) frame, the plainest reading of the rule.
         ``draws``: the run's uniform draws of this projection's rule, (steps, streams, N_post, B)."""
@@ -215,6 +217,11 @@ class NumpyBackend:
                     raise InputError(f"rule {rule.name} on {q.name} reads 'reward', but no reward was given: "
                                      "pass run(..., reward=...)")
                 return reward[t][None, None, :]
+            if name == "reward_baseline":
+                if baseline is None:
+                    raise InputError(f"rule {rule.name} on {q.name} reads 'reward_baseline', but none was given: "
+                                     "pass run(..., reward_baseline=...)")
+                return baseline[t][None, None, :]
             if name == "dt":
                 return dt
             if name == "sign":

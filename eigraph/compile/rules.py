@@ -27,7 +27,7 @@ DRAWS = ("bernoulli", "uniform")
 POPULATION_FUNCTIONS = (SELECT,) + DRAWS
 
 # What each built-in symbol depends on. "w" is per synapse and has no batch dimension.
-SYMBOL_SIDES = {"pre": {PRE}, "post": {POST}, "target": {POST}, "w": {"w"}, "reward": {BATCH}, "dt": set(), "t": set(),
+SYMBOL_SIDES = {"pre": {PRE}, "post": {POST}, "target": {POST}, "w": {"w"}, "reward": {BATCH}, "reward_baseline": {BATCH}, "dt": set(), "t": set(),
                 "sign": set()}
 
 

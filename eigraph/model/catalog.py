@@ -47,7 +47,7 @@ TASKS = {
 }
 
 # Rule bodies.
-RULE_SYMBOLS = ("pre", "post", "w", "target", "reward", "dt", "t", "sign")
+RULE_SYMBOLS = ("pre", "post", "w", "target", "reward", "reward_baseline", "dt", "t", "sign")
 POST_STATE = ("x", "fprime")  # post.x, post.fprime (f'(x), the activation's derivative)
 RULE_FUNCTIONS = {  # name -> number of arguments
     "exp": 1, "log": 1, "sqrt": 1, "abs": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "heaviside": 1,

@@ -360,13 +360,17 @@ class Simulator:
         return arrays, int(steps)
 
     def run(self, inputs=None, steps: int | None = None, record=None, targets=None, reward=None,
-            learn: bool = True, every: int | None = None, callback=None, phase=None) -> dict[str, np.ndarray]:
+            learn: bool = True, every: int | None = None, callback=None, phase=None, reward_baseline=None,
+            trial_end: bool = True) -> dict[str, np.ndarray]:
         """Run ``steps`` steps (or as many as the inputs have), continuing from the current state.
 
         ``inputs``: an array (time x batch x neurons) for a model with one input population, or a
         dict by input population name; missing inputs are 0. ``targets``: the same for the
         populations whose rules read ``target``. ``reward``: per step and batch element (T x B),
-        per batch element (B,), or one number. ``learn=False`` runs without plasticity.
+        per batch element (B,), or one number; ``reward_baseline`` the same, for rules that read it
+        (the reward prediction error is ``reward - reward_baseline``). ``learn=False`` runs without
+        plasticity. ``trial_end=False``: the call does not end the trial, so rules ``on trial`` only
+        integrate their traces (a later call with ``trial_end=True`` applies their update).
         ``record``: names such as ``"E.r"``, ``"E.x"``, ``"H1.E.apical"`` (time x batch x neurons)
         and ``"E->E.w"`` (weights, post x pre, taken every ``every`` steps and at the end); by
         default every population's rate. ``callback(sim)`` is called every ``every`` steps and may
@@ -394,6 +398,7 @@ class Simulator:
                                  f"were given for it: pass run(..., targets={{'{missing[0]}': ...}}, "
                                  f"phase='{current.name}')")
         reward_array = self._reward(reward, steps)
+        baseline_array = self._reward(reward_baseline, steps, "reward_baseline")
         if record is None:
             record = [f"{p}.r" for p in program.populations]
         elif isinstance(record, str):
@@ -441,11 +446,13 @@ class Simulator:
             targets_chunk = {name: np.ascontiguousarray(array[done:done + length].transpose(0, 2, 1), dtype=dtype)
                              for name, array in target_arrays.items()}
             reward_chunk = None if reward_array is None else np.ascontiguousarray(reward_array[done:done + length])
+            baseline_chunk = None if baseline_array is None else \
+                np.ascontiguousarray(baseline_array[done:done + length])
             start = self.n
-            final = done + length == steps
+            final = done + length == steps and bool(trial_end)
             saved = self._snapshot() if learn and program.learners else None
             failure = self.backend.run(self, length, inputs_chunk, noise, records, targets_chunk, reward_chunk,
-                                       learn, final)
+                                       learn, final, baseline=baseline_chunk)
             if failure is not None:
                 step, what = failure
                 if saved is not None:
@@ -458,7 +465,8 @@ class Simulator:
                         self.backend.run(self, replay, cut, {k: v[:replay] for k, v in noise.items()},
                                          {k: v[:replay] for k, v in records.items()},
                                          {k: v[:replay] for k, v in targets_chunk.items()},
-                                         None if reward_chunk is None else reward_chunk[:replay], learn, False)
+                                         None if reward_chunk is None else reward_chunk[:replay], learn, False,
+                                         baseline=None if baseline_chunk is None else baseline_chunk[:replay])
                 finished = done + step - start  # steps of this call that completed
                 kept = {name: np.ascontiguousarray(array[:finished].transpose(0, 2, 1)) for name, array in out.items()}
                 self.n = step
@@ -580,7 +588,7 @@ class Simulator:
             out[name] = array
         return out
 
-    def _reward(self, reward, steps: int):
+    def _reward(self, reward, steps: int, what: str = "reward"):
         if reward is None:
             return None
         array = np.asarray(reward, dtype=self.program.dtype)
@@ -589,10 +597,10 @@ class Simulator:
         elif array.shape == (self.batch,):
             array = np.broadcast_to(array, (steps, self.batch))
         if array.shape != (steps, self.batch):
-            raise InputError(f"reward must be one number, one per batch element ({self.batch},), or per step "
+            raise InputError(f"{what} must be one number, one per batch element ({self.batch},), or per step "
                              f"({steps}, {self.batch}); got {np.asarray(reward).shape}")
         if not np.isfinite(array).all():
-            raise InputError("reward contains NaN or infinite values")
+            raise InputError(f"{what} contains NaN or infinite values")
         return array
 
     # checkpoints -------------------------------------------------------------------------------

@@ -31,11 +31,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from eigraph.expr import ast as ex
 from eigraph.runtime.tasks import Task, TaskError, Trials, make_task, parse_task
 from eigraph.runtime.threads import blas_threads
 
 CHECKPOINT_FORMAT = 1
 EVAL_NOISE_KEY = 7  # seeds the evaluation noise: [seed, 7, split]
+REWARD_SYMBOLS = {"reward", "reward_baseline"}
+DEFAULT_BASELINE_TRIALS = 4.0  # Miconi 2017's ALPHATRACE = 0.75: R_bar <- 0.75 R_bar + 0.25 R
 
 
 @dataclass
@@ -184,6 +187,7 @@ class Trainer:
         self.in_slices = self._slices(config.inputs, self.task.n_in, "inputs", self.task.input_names,
                                       role="input")
         self.out_slices = self._slices(config.targets, self.task.n_out, "targets", self.task.output_names)
+        self.frozen = frozen_projections(model, list(config.freeze))
         self._check_rules()
         self._check_error_feedback()
         if sim is None:  # the state, weights and a trial's arrays must fit before anything is drawn
@@ -191,7 +195,6 @@ class Trainer:
 
             trial = getattr(self.task, "trial_steps", None) or getattr(self.task, "length", None) or config.steps
             refuse(model.graph, config.batch, trial, config.record or None, what=f"'{model.path}'")
-        self.frozen = frozen_projections(model, list(config.freeze))
         self._check_phases(model, config)
         if sim is None:
             sim = self._compile(model, config)
@@ -202,6 +205,8 @@ class Trainer:
                 self.sim.read(name)
             except KeyError as exc:
                 raise TaskError(f"record: {exc.args[0]}") from None
+        self.baseline = self._baseline_settings()
+        self.baselines: dict[str, float] = {}  # trial type -> running mean of the reward
         self.batches_done = 0
         self.history: list[dict] = []
         self.elapsed = 0.0  # seconds of training and evaluation, over every session of this run
@@ -270,6 +275,7 @@ class Trainer:
 
     def _check_rules(self):
         targets = set(self.config.targets)
+        rewarded, supervised = [], []
         uses = [(q.name, q.learn, q.target) for q in self.model.projections.values()]
         uses += [(p.bias_name, p.learn_bias, p.name) for p in self.model.populations.values()]
         for name, learn, target in uses:
@@ -279,13 +285,68 @@ class Trainer:
                 continue
             rule = self.model.rules[learn["rule"]]
             names = rule_names(rule)
-            if "reward" in names:
-                raise TaskError(f"rule '{rule.name}' on {name} reads 'reward', but the {self.task.name} "
-                                "task gives no reward: eigraph run trains with targets; use a target-driven rule "
-                                "there, or run the model from Python with sim.run(..., reward=...)")
+            if names & REWARD_SYMBOLS:
+                rewarded.append((name, rule.name))
+            if "target" in names:
+                supervised.append((name, rule.name))
             if "target" in names and target not in targets:
                 raise TaskError(f"rule '{rule.name}' on {name} reads 'target', but '{target}' "
                                 f"is not one of the run's targets ({', '.join(self.config.targets)})")
+        if rewarded and supervised:
+            raise TaskError(f"rule '{rewarded[0][1]}' on {rewarded[0][0]} learns from the task's reward and rule "
+                            f"'{supervised[0][1]}' on {supervised[0][0]} from its targets: eigraph run trains one or "
+                            "the other in a run (a reward-driven run learns on every step of the trial, a "
+                            "target-driven one where the target counts); freeze one of them (--freeze) or train "
+                            "them in separate runs")
+        if rewarded and self.model.phases:
+            raise TaskError(f"rule '{rewarded[0][1]}' on {rewarded[0][0]} learns from the task's reward, but the "
+                            "model has phases: eigraph run trains reward-driven rules in models without phases")
+        self.rewarded = [name for name, _ in rewarded]
+
+    def _baseline_settings(self) -> tuple[float, bool] | None:
+        """(trials, per_type) of the reward baseline the reward-driven rules read (their parameters
+        baseline_trials and baseline_per_type), or None when no rule reads reward_baseline."""
+        settings = {}
+        for q in self.sim.program.learners:
+            if q.name not in self.rewarded or not any(
+                    isinstance(n, ex.Name) and n.dotted == "reward_baseline"
+                    for st in q.rule.statements for n in ex.walk(st.value)):
+                continue
+            trials = float(q.rule.params.get("baseline_trials", DEFAULT_BASELINE_TRIALS))
+            per_type = float(q.rule.params.get("baseline_per_type", 1.0))
+            if trials < 1 or per_type not in (0.0, 1.0):
+                raise TaskError(f"rule '{q.rule.name}' on {q.name}: baseline_trials must be at least 1 (trials) and "
+                                f"baseline_per_type 0 (one baseline) or 1 (one per trial type); got {trials:g} and "
+                                f"{per_type:g}")
+            settings[q.name] = (trials, per_type == 1.0)
+        if not settings:
+            return None
+        if len(set(settings.values())) > 1:
+            detail = ", ".join(f"{k}: baseline_trials = {v[0]:g}, baseline_per_type = {int(v[1])}"
+                               for k, v in settings.items())
+            raise TaskError(f"the reward-driven rules of this run read reward_baseline with different settings "
+                            f"({detail}): eigraph run keeps one baseline per run, so give them the same")
+        return next(iter(settings.values()))
+
+    def baseline_of(self, types: list[str]) -> np.ndarray:
+        """The reward baseline of each trial of a batch before its rewards count: the running mean of
+        its type (or of every trial, baseline_per_type = 0); a type not seen yet has none, so the
+        trial's own reward stands in (no reward prediction error: the first trial of a type does not
+        learn)."""
+        per_type = self.baseline is None or self.baseline[1]
+        return np.array([self.baselines.get(t if per_type else "all", np.nan) for t in types])
+
+    def update_baselines(self, types: list[str], rewards: np.ndarray) -> None:
+        """Fold a batch's rewards into the running means, trial by trial in batch order:
+        R_bar <- R_bar + (R - R_bar) / baseline_trials (Miconi 2017: R_bar <- a R_bar + (1 - a) R
+        with a = 1 - 1 / baseline_trials); the first reward of a type starts its mean."""
+        if self.baseline is None:
+            return
+        trials, per_type = self.baseline
+        for t, r in zip(types, rewards):
+            key = t if per_type else "all"
+            old = self.baselines.get(key)
+            self.baselines[key] = float(r) if old is None else old + (float(r) - old) / trials
 
     def _check_error_feedback(self):
         """A ``carry = error`` projection delivers its source's error, target - r: the source must be one of
@@ -311,6 +372,10 @@ class Trainer:
         # evaluation runs the free phase only; training every phase in order, each from the state
         # the one before left. A phase of s steps presents the trial's last s steps.
         phases = self.phases[:1] if not learn else self.phases
+        if learn and self.rewarded:
+            arrays = self._run_rewarded(trials, names)
+            output = np.concatenate([arrays[name] for name in outputs], axis=2)
+            return output, {name: arrays[name] for name in record}
         arrays: dict[str, np.ndarray] = {}
         for k, phase in enumerate(phases or [None]):
             # a phase's steps fit the trial (_check_phases); the free phase spans all of it
@@ -321,6 +386,45 @@ class Trainer:
                 arrays = result
         output = np.concatenate([arrays[name] for name in outputs], axis=2)
         return output, {name: arrays[name] for name in record}
+
+    def _run_rewarded(self, trials: Trials, names: list[str]) -> dict[str, np.ndarray]:
+        """A training trial of reward-driven rules (docs/runtime.md, rewards): learning on every
+        step, the reward on the last. The reward depends on the trial's outputs, the last step's
+        included, so: (1) steps 0 to T - 2 run learning (traces integrate; rules on trial do not
+        update yet) with reward 0; (2) the last step runs without learning, to read the outputs;
+        (3) the task's reward and the baseline are computed; (4) the state (noise and draw streams
+        included) goes back to before the last step, which runs again, learning, with the reward
+        and the baseline: the same step, so the same outputs, and the rules see the reward where
+        it exists. Rules on trial that read the reward start the trial with their traces at their
+        initial values (the eligibility of this trial)."""
+        sim, steps, batch = self.sim, trials.steps, self.config.batch
+        for q in sim.program.learners:
+            if q.name in self.rewarded and q.rule.timing == "trial":
+                for trace in q.rule.analysis.trace_shape:
+                    sim.traces[f"{q.name}:{trace}"][...] = q.rule.trace_init.get(trace, 0.0)
+        inputs = {name: trials.inputs[:, :, s] for name, s in self.in_slices}
+        zeros = np.zeros((max(steps - 1, 0), batch))
+        head = sim.run({k: v[:-1] for k, v in inputs.items()}, record=names, learn=True, trial_end=False,
+                       reward=zeros, reward_baseline=zeros) if steps > 1 else None
+        saved = sim._snapshot()
+        streams = [sim.noise_rng] + list(sim.draw_rngs.values())
+        states = [rng.bit_generator.state for rng in streams]
+        probe = sim.run({k: v[-1:] for k, v in inputs.items()}, record=names, learn=False)
+        arrays = {name: probe[name] if head is None else np.concatenate([head[name], probe[name]], axis=0)
+                  for name in names}
+        output = np.concatenate([arrays[f"{name}.r"] for name, _ in self.out_slices], axis=2)
+        reward = np.asarray(self.task.reward(trials, output), dtype=np.float64)
+        types = self.task.trial_types(trials)
+        baseline = self.baseline_of(types)
+        baseline = np.where(np.isnan(baseline), reward, baseline)
+        sim._restore(saved)
+        for rng, state in zip(streams, states):
+            rng.bit_generator.state = state
+        sim.run({k: v[-1:] for k, v in inputs.items()}, record=[], learn=True, trial_end=True,
+                reward=reward[None], reward_baseline=baseline[None])
+        self.update_baselines(types, reward)
+        self.last_rewards = reward
+        return arrays
 
     def _run_steps(self, trials: Trials, first: int, learn: bool, names: list[str], phase):
         """Steps ``first`` to the end of a trial, in segments with learning on or off (on where the
@@ -452,7 +556,7 @@ class Trainer:
         meta = {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "batches_done": self.batches_done,
                 "trials_done": self.trials_done, "history": self.history, "elapsed": self.elapsed,
                 "pending": self.pending, "model_hash": self.sim.program.content_hash,
-                "initial_weight_scale": self.initial_weight_scale}
+                "initial_weight_scale": self.initial_weight_scale, "baselines": self.baselines}
         arrays = dict(self.sim.state_arrays())
         arrays["trainer"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         return arrays
@@ -488,6 +592,7 @@ class Trainer:
         self.history = list(meta["history"])
         self.elapsed = float(meta["elapsed"])
         self.pending = list(meta.get("pending", []))
+        self.baselines = {str(k): float(v) for k, v in meta.get("baselines", {}).items()}
         if meta.get("initial_weight_scale") is not None:
             self.initial_weight_scale = float(meta["initial_weight_scale"])
         return meta

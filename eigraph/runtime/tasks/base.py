@@ -97,6 +97,27 @@ class Task:
         """The task's own matplotlib figure, or None."""
         return None
 
+    # rewards (docs/tasks.md, rewards) -----------------------------------------------------------
+    type_conditions: tuple[str, ...] = ()  # the conditions whose values make a trial type
+
+    def reward(self, trials: Trials, outputs: np.ndarray) -> np.ndarray:
+        """One reward per trial (B,), given on the trial's last step: by default minus the mean
+        squared error of the outputs against the targets over the steps whose target counts
+        (the mask), over every output. The decision tasks override it (1 correct, 0 wrong)."""
+        mask = trials.mask.astype(np.float64)
+        squared = ((outputs - trials.targets) ** 2).mean(axis=2)
+        counted = mask.sum(axis=0)
+        return -(squared * mask).sum(axis=0) / np.maximum(counted, 1)
+
+    def trial_types(self, trials: Trials) -> list[str]:
+        """The trial type of each trial (for a reward baseline per type): the values of the
+        task's ``type_conditions``, as text; one type for every trial when it has none."""
+        if not self.type_conditions:
+            return ["all"] * len(trials)
+        columns = [np.asarray(trials.conditions[k]) for k in self.type_conditions]
+        return [",".join(f"{k}={_plain(c[b])}" for k, c in zip(self.type_conditions, columns))
+                for b in range(len(trials))]
+
     def describe(self) -> str:
         return f"{self.name}: {self.n_in} inputs, {self.n_out} outputs"
 
@@ -107,6 +128,11 @@ class Task:
 
 
 # helpers shared by the tasks ---------------------------------------------------------------------
+def _plain(value) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def steps_of(duration: float, dt: float) -> int:
     """Whole steps in ``duration`` seconds (at least 1)."""
     return max(1, int(round(duration / dt)))
@@ -181,6 +207,7 @@ class DatasetTask(Task):
     unit = "%"
     figure_name = "confusion"
     default_steps = 10
+    type_conditions = ("label",)  # a trial type per class
 
     def __init__(self, args, seed, dt, steps):
         super().__init__(args, seed, dt, steps)

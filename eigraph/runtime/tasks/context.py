@@ -29,6 +29,7 @@ class Context(EpochTask):
     figure_name = "context_psychometric"
     validation_repeats = 2
     test_repeats = 8
+    type_conditions = ("catch", "context", "motion", "motion_side", "colour", "colour_side")
 
     def __init__(self, args, seed, dt, steps):
         super().__init__(args, seed, dt, steps)

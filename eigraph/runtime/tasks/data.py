@@ -54,6 +54,7 @@ class Data(Task):
         self.input_names = [f"input {i}" for i in range(self.n_in)]
         self.output_names = [f"output {i}" for i in range(self.n_out)]
         self.classify = labels is not None
+        self.type_conditions = ("label",) if self.classify else ()
         self.metric = "accuracy" if self.classify else "rmse"
         self.unit = "%" if self.classify else ""
         self.higher_is_better = self.classify

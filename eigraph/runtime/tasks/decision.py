@@ -118,6 +118,15 @@ class EpochTask(Task):
         a, b = trials.epochs["decision"]
         return outputs[a:b].mean(axis=0).argmax(axis=1)
 
+    def reward(self, trials, outputs):
+        """1 for a correct choice (the output with the larger mean over the decision epoch is the
+        correct one), 0 for a wrong one and for a catch trial (which has no correct choice); given
+        on the trial's last step, the end of the decision epoch (Song, Yang & Wang 2017, eLife
+        6:e21492: reward 1 for a correct decision, 0 otherwise)."""
+        chosen = self.choices(trials, outputs)
+        correct = (chosen == trials.conditions["choice"]) & ~trials.conditions["catch"]
+        return correct.astype(np.float64)
+
     def score(self, trials, outputs):
         live = ~trials.conditions["catch"]
         chosen = self.choices(trials, outputs)
@@ -135,6 +144,7 @@ class EpochTask(Task):
 class Decision(EpochTask):
     name = "decision"
     test_repeats = 100
+    type_conditions = ("catch", "coherence", "choice")  # a trial type per stimulus (Miconi 2017)
 
     def __init__(self, args, seed, dt, steps):
         super().__init__(args, seed, dt, steps)
