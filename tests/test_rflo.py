@@ -20,6 +20,7 @@ import pytest
 
 from eigraph.frontend.source import decode_source
 from eigraph.model.load import check_source as _check_source
+from eigraph.runtime.errors import InputError
 
 
 def check_source(text: str, path: str):
@@ -132,6 +133,36 @@ def test_rflo_and_eprop_by_hand(ei, backend):
     np.testing.assert_allclose(sim.read("out.err")[:, 0], [TARGETS[2] - EXPECTED[2]["out"]], rtol=1e-12)
 
 
+def test_learning_gated_per_step_by_hand(ei, backend):
+    """``learn`` per step (how eigraph run trains where the target counts): the traces integrate on
+    every step, the weights change and the error counts only on the steps marked. The 3 steps in
+    one call with learn = [on, on, off]: the weights are those after step 1 (EXPECTED[1]), the
+    traces those after step 2 (EXPECTED[2]: they ran on), and the error after step 2 is 0."""
+    model = ei.load("rflo_hand.ei", HAND)
+    sim = model.compile(backend=backend, batch=1)
+    sim.weights["u->h"] = np.array(W_IN)
+    sim.weights["h->h"] = np.array(W_REC)
+    sim.weights["h->out"] = np.array(W_OUT)
+    sim.weights["out->h.fb"] = np.array(B_FB)
+    out = sim.run({"u": np.ones((3, 1, 1))}, targets={"out": np.array(TARGETS).reshape(3, 1, 1)},
+                  learn=np.array([True, True, False]), record=["h.x", "h.fb"])
+    close = dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out["h.x"][:, 0], [e["x"] for e in EXPECTED], **close)
+    np.testing.assert_allclose(out["h.fb"][:, 0], [e["fb"] for e in EXPECTED], **close)
+    np.testing.assert_allclose(sim.weights["h->h"], EXPECTED[1]["W"], **close)
+    np.testing.assert_allclose(sim.weights["u->h"][:, 0], EXPECTED[1]["Win"], **close)
+    np.testing.assert_allclose(sim.traces["h->h:p"][..., 0], EXPECTED[2]["p"], **close)
+    np.testing.assert_allclose(sim.traces["u->h:pbar"][:, 0], [EXPECTED[2]["pbar"]], **close)
+    np.testing.assert_array_equal(sim.read("out.err"), 0.0)
+
+
+def test_learn_per_step_must_be_one_flag_per_step(ei):
+    sim = ei.load("rflo_hand.ei", HAND).compile(backend="numpy", batch=1)
+    for bad in (np.ones(2, dtype=bool), np.array([0, 2, 1]), np.array([0.5, 1, 1])):
+        with pytest.raises(InputError, match=r"learn must be True, False or one boolean per step \(3,\)"):
+            sim.run({"u": np.ones((3, 1, 1))}, targets={"out": np.zeros((3, 1, 1))}, learn=bad)
+
+
 def test_error_is_zero_without_a_target(ei):
     """On steps without targets the feedback carries 0, and no learning happens."""
     sim = ei.load("rflo_hand.ei", HAND).compile(backend="numpy", batch=1)
@@ -207,6 +238,22 @@ def test_numba_matches_numpy_step_by_step(ei):
             np.testing.assert_array_equal(e1, 0.0)
     for name in names:  # every rule did change its weights
         assert np.abs(sims["numpy"].weights[name] - start[name]).max() > 1e-4, name
+    # one call with learning gated per step: the traces run on, the weights change where marked
+    gate = np.array([1, 1, 0, 0, 1, 0, 1, 0], dtype=bool)
+    more = rng.random((gate.size, 3, 3))
+    given = rng.uniform(-1, 1, (gate.size, 3, 2))
+    got = {}
+    for name, sim in sims.items():
+        out = sim.run({"u": more}, targets={"out": given}, learn=gate, record=["E.r", "E.fb", "I.fb", "out.r"])
+        got[name] = (out, {n: sim.weights[n].copy() for n in names}, {k: v.copy() for k, v in sim.traces.items()})
+    for part in range(3):
+        for key in got["numpy"][part]:
+            np.testing.assert_allclose(got["numba"][part][key], got["numpy"][part][key], rtol=2e-4, atol=2e-6,
+                                       err_msg=f"gated: {key}")
+    np.testing.assert_array_equal(sims["numpy"].read("out.err"), 0.0)  # the last step is not marked
+    # steps 2 and 3 are not marked: their errors are 0, and E.fb (delay 1) reads them one step late
+    np.testing.assert_array_equal(got["numpy"][0]["E.fb"][3:5], 0.0)
+    assert np.abs(got["numpy"][0]["E.fb"][2]).max() > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------

@@ -218,7 +218,7 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
     """
     dtype = np.dtype(program.dtype).name
     args: list[tuple[str, str]] = [("steps", "steps"), ("n0", "n0"), ("status", "status"), ("learn", "learn"),
-                                   ("trial_end", "trial_end")]
+                                   ("trial_end", "trial_end"), ("gate", "gate")]
     consts: list[str] = []
     pops = list(program.populations.values())
 
@@ -395,7 +395,8 @@ def generate(program: Program, batch: int, groups: list[ProductGroup] | None = N
                      fast=True)
             elif op.kind == "learn":
                 emitter = next(e for e in emitters if e.q.name == op.name)
-                timing = "True" if emitter.rule.timing == "step" else "trial_end != 0 and t == steps - 1"
+                # on step: where the gate is open (the steps whose target counts, in eigraph run)
+                timing = "gate[t] != 0" if emitter.rule.timing == "step" else "trial_end != 0 and t == steps - 1"
                 q = emitter.q
                 size = (1 if q.source is None else program.populations[q.source].size) * \
                     program.populations[q.target].size
@@ -632,7 +633,7 @@ def _integrate(body: _Writer, program: Program, p: PopulationPlan, loop: str, ba
     if p.name in program.error_sources:
         slot = f"(n + 1) % {p.history}"
         body(f"# the error of {comment_text(p.name)} for carry = error: target - r, 0 on steps without a target")
-        body(f"if tgt_{i}.shape[0] > 0:")
+        body(f"if tgt_{i}.shape[0] > 0 and gate[t] != 0:")
         body(f"    for i in range({p.size}):")
         body("        for b in range(B):")
         body(f"            e_{i}[{slot}, i, b] = tgt_{i}[t, i, b] - r_{i}[{slot}, i, b]")
@@ -759,7 +760,7 @@ class NumbaBackend:
         return cache[name]
 
     def _arguments(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end,
-                   baseline=None) -> list:
+                   baseline=None, gate=None) -> list:
         program = self.program
         status = np.full(2, -1, dtype=np.int64)
         out = []
@@ -784,6 +785,16 @@ class NumbaBackend:
                 out.append(1 if learn else 0)
             elif kind == "trial_end":
                 out.append(1 if trial_end else 0)
+            elif kind == "gate":  # one flag per step; open on every step unless given
+                if gate is None:
+                    ones = self.__dict__.setdefault("_open", {})
+                    if steps not in ones:
+                        if len(ones) > 32:
+                            ones.clear()
+                        ones[steps] = np.ones(steps, dtype=np.uint8)
+                    out.append(ones[steps])
+                else:
+                    out.append(np.ascontiguousarray(gate, dtype=np.uint8))
             elif kind == "trace":
                 out.append(sim.traces[target])
             elif kind == "phase":
@@ -856,7 +867,7 @@ class NumbaBackend:
         return out, status
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets=None, reward=None,
-            learn: bool = True, trial_end: bool = True, baseline=None):
+            learn: bool = True, trial_end: bool = True, baseline=None, gate=None):
         for q, view in self._views:
             if q.weights.dense is not view:
                 if q.weights.dense is None or q.weights.dense.shape != view.shape:
@@ -866,7 +877,7 @@ class NumbaBackend:
                 view[...] = q.weights.dense
                 q.weights.dense = view
         arguments, status = self._arguments(sim, steps, inputs, noise, records, targets or {}, reward, learn,
-                                            trial_end, baseline)
+                                            trial_end, baseline, gate)
         with blas_threads(1) if self.blas_one_thread else contextlib.nullcontext():
             self.kernel(*arguments)
         if status[0] >= 0:

@@ -65,13 +65,15 @@ class NumpyBackend:
         return None
 
     def run(self, sim, steps: int, inputs: dict, noise: dict, records: dict, targets: dict | None = None,
-            reward: np.ndarray | None = None, learn: bool = True, trial_end: bool = True, baseline=None):
+            reward: np.ndarray | None = None, learn: bool = True, trial_end: bool = True, baseline=None,
+            gate: np.ndarray | None = None):
         """Advance ``sim`` by ``steps``. Returns None, or (step, what) for the first non-finite value:
-        ``what`` is a population name, or ``("rule", projection name)`` for weights."""
+        ``what`` is a population name, or ``("rule", projection name)`` for weights. ``gate``: one
+        flag per step, the steps where rules on step change weights and errors count (None: all)."""
         with np.errstate(all="ignore"):  # overflow is reported as a SimulationError, not a warning
-            return self._run(sim, steps, inputs, noise, records, targets, reward, learn, trial_end, baseline)
+            return self._run(sim, steps, inputs, noise, records, targets, reward, learn, trial_end, baseline, gate)
 
-    def _run(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end, baseline=None):
+    def _run(self, sim, steps, inputs, noise, records, targets, reward, learn, trial_end, baseline=None, gate=None):
         program = self.program
         phase = program.phases[sim.phase] if program.phases else None
         targets = targets or {}
@@ -132,13 +134,14 @@ class NumpyBackend:
                     sim.r[p.name][(n + 1) % p.history] = rate
                     if p.name in sim.error:  # its error, for carry = error: 0 on steps without a target
                         sim.error[p.name][(n + 1) % p.history] = \
-                            targets[p.name][t] - rate if p.name in targets else 0
+                            targets[p.name][t] - rate if p.name in targets and (gate is None or gate[t]) else 0
                 elif op.kind == "record":
                     for key, array in records.items():
                         array[t] = sim.read(key, after=n + 1)
                 elif op.kind == "learn" and learn and program.learns_in(program.learner(op.name), sim.phase):
                     q = program.learner(op.name)
-                    apply = q.rule.timing == "step" or (trial_end and t == steps - 1)
+                    apply = (q.rule.timing == "step" and (gate is None or bool(gate[t]))) or \
+                        (q.rule.timing == "trial" and trial_end and t == steps - 1)
                     dw = self.learn(sim, q, n, t, targets or {}, reward, apply, noise.get(f"rule:{q.name}"),
                                     baseline)
                     if not all(np.isfinite(sim.traces[f"{q.name}:{z}"]).all() for z in q.rule.analysis.trace_shape):

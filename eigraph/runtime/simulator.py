@@ -369,7 +369,10 @@ class Simulator:
         populations whose rules read ``target``. ``reward``: per step and batch element (T x B),
         per batch element (B,), or one number; ``reward_baseline`` the same, for rules that read it
         (the reward prediction error is ``reward - reward_baseline``). ``learn=False`` runs without
-        plasticity. ``trial_end=False``: the call does not end the trial, so rules ``on trial`` only
+        plasticity; ``learn`` may also be one boolean per step (``steps``,): the rules' traces then
+        integrate on every step, the weights of rules on step change only on the steps marked, and
+        the error of a population (``carry = error``) is 0 on the other steps, as where no target
+        is given (how ``eigraph run`` trains where the task's target counts). ``trial_end=False``: the call does not end the trial, so rules ``on trial`` only
         integrate their traces (a later call with ``trial_end=True`` applies their update).
         ``record``: names such as ``"E.r"``, ``"E.x"``, ``"H1.E.apical"`` (time x batch x neurons)
         and ``"E->E.w"`` (weights, post x pre, taken every ``every`` steps and at the end); by
@@ -398,6 +401,8 @@ class Simulator:
                                  f"were given for it: pass run(..., targets={{'{missing[0]}': ...}}, "
                                  f"phase='{current.name}')")
         reward_array = self._reward(reward, steps)
+        gate = self._gate(learn, steps)
+        learn = bool(learn) if gate is None else True
         baseline_array = self._reward(reward_baseline, steps, "reward_baseline")
         if record is None:
             record = [f"{p}.r" for p in program.populations]
@@ -451,8 +456,9 @@ class Simulator:
             start = self.n
             final = done + length == steps and bool(trial_end)
             saved = self._snapshot() if learn and program.learners else None
+            gate_chunk = None if gate is None else gate[done:done + length]
             failure = self.backend.run(self, length, inputs_chunk, noise, records, targets_chunk, reward_chunk,
-                                       learn, final, baseline=baseline_chunk)
+                                       learn, final, baseline=baseline_chunk, gate=gate_chunk)
             if failure is not None:
                 step, what = failure
                 if saved is not None:
@@ -466,7 +472,8 @@ class Simulator:
                                          {k: v[:replay] for k, v in records.items()},
                                          {k: v[:replay] for k, v in targets_chunk.items()},
                                          None if reward_chunk is None else reward_chunk[:replay], learn, False,
-                                         baseline=None if baseline_chunk is None else baseline_chunk[:replay])
+                                         baseline=None if baseline_chunk is None else baseline_chunk[:replay],
+                                         gate=None if gate_chunk is None else gate_chunk[:replay])
                 finished = done + step - start  # steps of this call that completed
                 kept = {name: np.ascontiguousarray(array[:finished].transpose(0, 2, 1)) for name, array in out.items()}
                 self.n = step
@@ -587,6 +594,17 @@ class Simulator:
                 raise InputError(f"targets for '{name}' contain NaN or infinite values")
             out[name] = array
         return out
+
+    @staticmethod
+    def _gate(learn, steps: int) -> np.ndarray | None:
+        """``learn`` as one flag per step (uint8), or None for True / False."""
+        if isinstance(learn, (bool, np.bool_)) or learn is None or np.ndim(learn) == 0:
+            return None
+        array = np.asarray(learn)
+        if array.shape != (steps,) or array.dtype.kind not in "bui" or not np.isin(array, (0, 1)).all():
+            raise InputError(f"learn must be True, False or one boolean per step ({steps},); got an array of shape "
+                             f"{array.shape} and type {array.dtype}")
+        return np.ascontiguousarray(array, dtype=np.uint8)
 
     def _reward(self, reward, steps: int, what: str = "reward"):
         if reward is None:

@@ -8,7 +8,10 @@ One batch of trials at a time (docs/tasks.md):
 - the trial runs in segments of steps where learning is on or off for the whole batch: learning
   (with the targets) on the steps whose target counts for every trial of the batch (the task's
   mask), without learning elsewhere. Epochs are aligned within a batch, so for the built-in tasks
-  this is exactly the task's mask. A rule ``on trial`` updates at the end of each learning segment;
+  this is exactly the task's mask. A rule ``on trial`` updates at the end of each learning segment.
+  When a rule on step with traces learns (rflo, eprop, reward_hebb, ...), the trial is one call
+  instead: the traces integrate on every step, the weights change and the errors count only on
+  the masked steps, and rules ``on trial`` update at the trial's end;
 - the training batch's score is kept for the learning curve.
 
 Every ``eval_every`` trials (and before the first and after the last batch) the network runs
@@ -444,6 +447,13 @@ class Trainer:
                 # rules without traces that update once, at the end of the phase, give the same
                 # weights from one call over the phase as from a last learning segment: one call
                 learning = np.ones(steps, dtype=bool)
+        if learn and learning[first:].any() and self._traces_run(phase):
+            # rules on step with traces: one call, the traces integrating on every step (the
+            # eligibility of the stimulus epoch reaches the decision), the weights changing and the
+            # errors counting only where the task's target counts (Simulator.run's learn per step)
+            inputs = {name: trials.inputs[first:, :, s] for name, s in self.in_slices}
+            given = {name: trials.targets[first:, :, s] for name, s in self.out_slices}
+            return sim.run(inputs, record=names, targets=given, learn=learning[first:], phase=which)
         pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
         start = first
         while start < steps:
@@ -458,6 +468,14 @@ class Trainer:
                 pieces[name].append(out[name])
             start = stop
         return {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
+
+    def _traces_run(self, phase) -> bool:
+        """Whether a rule on step that learns in this phase has traces: then a trial runs as one
+        call with learning gated per step (its traces would otherwise stop where the target does
+        not count)."""
+        program = self.sim.program
+        return any(q.rule.timing == "step" and q.rule.analysis.trace_shape
+                   and (phase is None or program.learns_in(q, phase.index)) for q in program.learners)
 
     def evaluate(self, split: str, record=(), record_trials: int = 0) -> Evaluation:
         """Run the task's ``split`` trials without learning (in batches, the last one padded);
