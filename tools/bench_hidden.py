@@ -1,6 +1,6 @@
 """Hidden-layer learning: test accuracy with and without it, and what a two-phase trial costs.
 
-    python tools/bench_hidden.py [--models eiann_digits,eiann_digits_small,eiann_spirals]
+    python tools/bench_hidden.py [--models eiann_digits,eiann_digits_small,eiann_spirals,decision_rflo]
                                  [--seeds 1,2,3] [--trials N] [--backend numba] [--json OUT]
 
 For each model (models/NAME.ei) and each run seed, ``eigraph run``'s training loop (the run block,
@@ -109,8 +109,10 @@ def main(argv=None) -> int:
     print("| model | hidden layers learn | hidden frozen | difference | two-phase trial | phases alone | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, learned, control, whole, alone in rows:
+        # a model without phases has one trial, no phases to run alone: its trial time, no ratio
+        timing = f"{whole:.2f} ms | {alone:.2f} ms | {whole / alone:.2f}" if alone else f"{whole:.2f} ms | one phase | -"
         print(f"| {name} | {cell(learned)} | {cell(control)} | {statistics.mean(learned) - statistics.mean(control):+.1f} "
-              f"points | {whole:.2f} ms | {alone:.2f} ms | {whole / alone:.2f} |")
+              f"points | {timing} |")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
