@@ -288,6 +288,11 @@ class Trainer:
                 continue
             rule = self.model.rules[learn["rule"]]
             names = rule_names(rule)
+            if names & REWARD_SYMBOLS and "target" in names:
+                raise TaskError(f"rule '{rule.name}' on {name} reads both the task's reward and its targets: eigraph "
+                                "run trains a rule from one or the other (a reward-driven run gives no targets to "
+                                "the rules); write it with reward or with target, or run it from Python with "
+                                "sim.run(..., targets=..., reward=...)")
             if names & REWARD_SYMBOLS:
                 rewarded.append((name, rule.name))
             if "target" in names:
