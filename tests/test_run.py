@@ -257,9 +257,12 @@ def test_targets_population_that_does_not_match_the_task(capsys, small):
     assert code == 2 and "the digits task has 64 inputs" in err and "stim (3)" in err
 
 
-def test_rule_that_needs_a_reward(capsys, small):
-    code, _, err = run(capsys, small("m.ei", rule="reward_hebb"))
-    assert code == 2 and "reads 'reward'" in err
+def test_reward_and_target_rules_in_one_run_are_refused(capsys, small):
+    """Reward-driven rules train (tests/test_reward.py), but not beside target-driven ones."""
+    model = small("m.ei", extra="E -> E : dense, init = uniform(0, 0.1), learn = reward_hebb")
+    code, _, err = run(capsys, model, "--backend", "numpy", "--no-plots")
+    assert code == 2 and "rule 'reward_hebb' on E->E learns from the task's reward and rule 'delta' on E->out" in err
+    assert "--freeze" in err and "Traceback" not in err and not Path("results").exists()
 
 
 def test_data_file_with_wrong_shapes(capsys, small):

@@ -1334,6 +1334,7 @@ class Resolver:
             learning = projection.learn.get("phases") or [p.name for p in self.phases]
             reported_phases: set[str] = set()
             self._check_fractions(rule, projection, span)
+            self._check_baseline(rule, projection, span)
             for statement in rule.statements:
                 for node in ex.walk(statement.value):
                     if not isinstance(node, ex.Name):
@@ -1381,6 +1382,26 @@ class Resolver:
                             self.report("C302", f"rule '{rule.name}' reads post.{compartment}, but population "
                                                 f"'{projection.target}' has no compartment '{compartment}'{where}",
                                         inside, f"its compartments: {have}")
+
+    def _check_baseline(self, rule, projection, span) -> None:
+        """A rule reading reward_baseline: eigraph run keeps the running mean of the reward with
+        the rule's parameters baseline_trials (at least 1) and baseline_per_type (0 or 1) (R615)."""
+        if not any(isinstance(n, ex.Name) and n.dotted == "reward_baseline"
+                   for st in rule.statements for n in ex.walk(st.value)):
+            return
+        args = projection.learn["args"]
+        trials, per_type = args.get("baseline_trials"), args.get("baseline_per_type")
+        if isinstance(trials, (int, float)) and not trials >= 1:
+            self.report("R615", f"rule '{rule.name}' on {projection.name}: baseline_trials = "
+                                f"{ex.format_number(trials)}: the running mean of the reward must span at least 1 "
+                                "trial", span,
+                        "R_bar <- R_bar + (R - R_bar) / baseline_trials: give 1 (the last reward) or more "
+                        "(Miconi 2017: 4)")
+        if isinstance(per_type, (int, float)) and per_type not in (0, 1):
+            self.report("R615", f"rule '{rule.name}' on {projection.name}: baseline_per_type = "
+                                f"{ex.format_number(per_type)}: it must be 0 (one baseline) or 1 (one per trial type)",
+                        span, "baseline_per_type = 1 keeps a baseline per trial type of the task, 0 one for every "
+                              "trial")
 
     def _check_fractions(self, rule, projection, span) -> None:
         """top_fraction's fraction with the values this projection gives the rule's parameters."""

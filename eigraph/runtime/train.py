@@ -12,6 +12,9 @@ One batch of trials at a time (docs/tasks.md):
   When a rule on step with traces learns (rflo, eprop, reward_hebb, ...), the trial is one call
   instead: the traces integrate on every step, the weights change and the errors count only on
   the masked steps, and rules ``on trial`` update at the trial's end;
+  A run of reward-driven rules (reading ``reward`` or ``reward_baseline``) instead learns on every
+  step with the task's reward on the last one, probed without learning and replayed exactly
+  (:meth:`Trainer._run_rewarded`, docs/runtime.md, rewards);
 - the training batch's score is kept for the learning curve.
 
 Every ``eval_every`` trials (and before the first and after the last batch) the network runs
@@ -288,6 +291,11 @@ class Trainer:
                 continue
             rule = self.model.rules[learn["rule"]]
             names = rule_names(rule)
+            if names & REWARD_SYMBOLS and "target" in names:
+                raise TaskError(f"rule '{rule.name}' on {name} reads both the task's reward and its targets: eigraph "
+                                "run trains a rule from one or the other (a reward-driven run gives no targets to "
+                                "the rules); write it with reward or with target, or run it from Python with "
+                                "sim.run(..., targets=..., reward=...)")
             if names & REWARD_SYMBOLS:
                 rewarded.append((name, rule.name))
             if "target" in names:
